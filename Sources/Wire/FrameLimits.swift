@@ -1,0 +1,33 @@
+/// What a receiver accepts: the session's geometry plus size caps. The parser checks
+/// every header against these before it waits for a payload, so a bad length or index
+/// from the peer is rejected instead of trusted.
+public struct FrameLimits: Equatable, Sendable {
+    /// Bytes per page; 0 before the handshake.
+    public var pageSize: Int
+    /// Pages in the arena; 0 before the handshake.
+    public var pageCount: UInt64
+    /// Most pages one `request`, `pages`, `zeroPages` or `unchanged` frame may cover.
+    public var maxPagesPerFrame: Int
+    /// Most payload bytes of a `staleSet` or `have` frame.
+    public var maxControlPayload: Int
+    /// Most payload bytes of a `switchover` frame.
+    public var maxGuestState: Int
+
+    public init(
+        pageSize: Int, pageCount: UInt64, maxPagesPerFrame: Int = 256,
+        maxControlPayload: Int = 64 * 1024, maxGuestState: Int = 16 * 1024 * 1024
+    ) {
+        self.pageSize = pageSize
+        self.pageCount = pageCount
+        self.maxPagesPerFrame = maxPagesPerFrame
+        self.maxControlPayload = maxControlPayload
+        self.maxGuestState = maxGuestState
+    }
+
+    /// Limits before the handshake: page size and count unknown (0), so only `hello`,
+    /// `welcome` and `error` parse; anything else is `WireError.unexpectedFrame`.
+    public static let handshake = FrameLimits(pageSize: 0, pageCount: 0)
+
+    /// True while the page size is unknown, i.e. before the handshake completed.
+    public var isHandshake: Bool { pageSize <= 0 }
+}

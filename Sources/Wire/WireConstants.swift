@@ -1,0 +1,11 @@
+/// Fixed numbers of the wire protocol, shared by both agents.
+public enum WireConstants {
+    /// The first four bytes of every frame: "PCMA" on the wire (little-endian 0x414D_4350).
+    public static let magic: UInt32 = 0x414D_4350
+    /// The protocol version this build speaks; byte 4 of every header.
+    public static let protocolVersion: UInt8 = 1
+    /// Size of the fixed frame header in bytes.
+    public static let headerSize = 24
+    /// Largest UTF-8 message an `error` frame may carry, in bytes.
+    public static let maxErrorMessage = 1024
+}
