@@ -1,0 +1,46 @@
+// swift-tools-version: 6.0
+// A post-copy live-migration memory agent: see README.md and DESIGN.md.
+import PackageDescription
+
+let package = Package(
+    name: "migrate-agent",
+    products: [
+        .executable(name: "migrate-agent", targets: ["migrate-agent"]),
+        .library(name: "MigrateAgent", targets: ["MigrateAgent"]),
+        .library(name: "Wire", targets: ["Wire"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+    ],
+    targets: [
+        // The userfaultfd kernel ABI (constants newer than Debian's 6.1 headers, ioctl wrappers).
+        .target(name: "CUffd"),
+        // Volatile guest touches and atomic bytes the Swift optimiser must not elide.
+        .target(name: "CGuestAccess"),
+        // libuv, found through pkg-config (Debian: libuv1-dev).
+        .systemLibrary(name: "CLibUV", pkgConfig: "libuv", providers: [.apt(["libuv1-dev"])]),
+        // The wire protocol: pure Swift, no I/O.
+        .target(name: "Wire"),
+        .target(
+            name: "MigrateAgent",
+            dependencies: [
+                "CUffd", "CGuestAccess", "CLibUV", "Wire",
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
+        ),
+        .executableTarget(
+            name: "migrate-agent",
+            dependencies: [
+                "MigrateAgent", "Wire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "WireTests", dependencies: ["Wire"]),
+        .testTarget(name: "MigrateAgentTests", dependencies: ["MigrateAgent", "CUffd", "Wire"]),
+        // Runs the real migrate-agent binary as two processes on 127.0.0.1.
+        .testTarget(name: "IntegrationTests", dependencies: ["migrate-agent"]),
+    ]
+)

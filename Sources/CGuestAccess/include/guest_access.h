@@ -1,0 +1,18 @@
+// Guest-memory accesses the Swift optimiser must not remove or merge: a guest
+// "touch" has to reach the page, or the fault it is meant to cause never
+// happens (SWIFT-NOTES.md). Also relaxed atomic bytes for state that the loop
+// thread writes and guest threads only read.
+#ifndef GUEST_ACCESS_H
+#define GUEST_ACCESS_H
+#include <stdint.h>
+#include <string.h>
+
+static inline uint64_t guest_read_u64(const void *p) { return *(const volatile uint64_t *)p; }
+static inline void guest_write_u64(void *p, uint64_t v) { *(volatile uint64_t *)p = v; }
+
+static inline uint8_t atomic_load_u8(const uint8_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void atomic_store_u8(uint8_t *p, uint8_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline uint64_t atomic_load_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void atomic_store_u64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline uint64_t atomic_add_u64(uint64_t *p, uint64_t v) { return __atomic_add_fetch(p, v, __ATOMIC_RELAXED); }
+#endif

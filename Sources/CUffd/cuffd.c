@@ -1,0 +1,1 @@
+// Header-only target; this file keeps SwiftPM happy.

@@ -1,0 +1,77 @@
+import Foundation
+
+/// A `migrate-agent` child process (source or destination), with its stdout
+/// read on a thread of its own so that a line can be awaited with a deadline
+/// and the pipe never fills. stderr is passed through (progress lines).
+/// Threading: the controlling thread calls its methods; the reader thread only
+/// appends to `output` under `lock`.
+public final class AgentProcess: @unchecked Sendable {
+    public let process = Process()
+    private let stdout = Pipe()
+    private let lock = NSCondition()
+    private var output = ""
+    private var closed = false
+
+    /// The running binary, so the demo starts the same build it is part of.
+    public static var currentExecutable: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+
+    public init(executable: String = AgentProcess.currentExecutable, arguments: [String]) throws(AgentError) {
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.standardOutput = stdout
+        process.standardInput = FileHandle.nullDevice
+        do { try process.run() } catch {
+            throw .system("cannot start \(executable): \(error.localizedDescription)")
+        }
+        let handle = stdout.fileHandleForReading
+        Thread.detachNewThread { [self] in
+            while true {
+                let data = handle.availableData
+                lock.lock()
+                if data.isEmpty { closed = true } else { output += String(decoding: data, as: UTF8.self) }
+                lock.broadcast()
+                lock.unlock()
+                if data.isEmpty { return }
+            }
+        }
+    }
+
+    /// Waits for a stdout line starting with `prefix`; returns the rest of it, or nil at the deadline or EOF.
+    public func awaitLine(prefix: String, seconds: Double) -> String? {
+        let deadline = Date(timeIntervalSinceNow: seconds)
+        lock.lock()
+        defer { lock.unlock() }
+        while true {
+            if let line = output.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }) {
+                return String(line.dropFirst(prefix.count))
+            }
+            if closed || !lock.wait(until: deadline) { return nil }
+        }
+    }
+
+    /// Waits for exit at most `seconds`; on the deadline kills it (SIGKILL) and returns nil.
+    public func wait(seconds: Double) -> Int32? {
+        let deadline = Date(timeIntervalSinceNow: seconds)
+        while process.isRunning {
+            if Date() > deadline {
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+                return nil
+            }
+            usleep(20_000)  // polling a child's exit: Process has no timed wait
+        }
+        return process.terminationStatus
+    }
+
+    public func terminate(signal: Int32 = SIGKILL) {
+        if process.isRunning { kill(process.processIdentifier, signal) }
+    }
+
+    public var capturedOutput: String {
+        lock.lock()
+        defer { lock.unlock() }
+        return output
+    }
+}

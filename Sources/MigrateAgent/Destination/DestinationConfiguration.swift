@@ -1,0 +1,17 @@
+/// Settings of the destination agent.
+public struct DestinationConfiguration: Sendable {
+    public var source = SocketAddress(host: "127.0.0.1", port: 7000)
+    public var arenaSize = 256 << 20
+    public var pageSize = Arena.systemPageSize
+    /// nil: the best backend the kernel offers.
+    public var protection: BackendKind?
+    public var guest = DestinationGuest.Configuration()
+    /// With no byte from the source for this long, the migration fails.
+    public var peerTimeoutSeconds = 10.0
+    /// How long the guest may run after the last page arrived.
+    public var guestDeadlineSeconds = 120.0
+    /// Check every page of the arena against the guest's versions at the end.
+    public var verifyArena = true
+    public var progress: @Sendable (String) -> Void = { _ in }
+    public init() {}
+}

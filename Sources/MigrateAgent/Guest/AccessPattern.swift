@@ -1,0 +1,43 @@
+/// How guest threads walk their pages, as vCPUs would.
+public enum AccessPattern: String, Codable, Sendable, CaseIterable {
+    /// Each page in order.
+    case sequential
+    /// Each page once, in a random order.
+    case random
+    /// Skewed: 90% of accesses go to a hot 10% of the pages.
+    case hotset
+
+    /// The pages (indices into `pages`) one thread visits, `count` accesses long.
+    func order(pages: [Int], seed: UInt64) -> [Int] {
+        var rng = SplitMix64(seed: seed)
+        switch self {
+        case .sequential:
+            return pages
+        case .random:
+            var shuffled = pages
+            shuffled.shuffle(using: &rng)
+            return shuffled
+        case .hotset:
+            guard !pages.isEmpty else { return [] }
+            var shuffled = pages
+            shuffled.shuffle(using: &rng)
+            let hot = shuffled.prefix(max(1, pages.count / 10))
+            return (0..<pages.count).map { _ in
+                rng.next() % 10 == 0 ? pages[Int(rng.next() % UInt64(pages.count))] : hot[hot.startIndex + Int(rng.next() % UInt64(hot.count))]
+            }
+        }
+    }
+}
+
+/// A small, seeded generator so that runs are repeatable.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,107 @@
+import CLibUV
+import Foundation
+import Synchronization
+
+/// One libuv loop and the thread that runs it. Every handle created on this
+/// loop belongs to it: its methods must run on the loop thread, which they
+/// check with `assertOnLoop()` in debug builds. Other threads reach the loop
+/// only through `execute`, which wakes it with a `uv_async_t`.
+public final class EventLoop: @unchecked Sendable {
+    let raw: UnsafeMutablePointer<uv_loop_t>
+    private let wakeup: UnsafeMutablePointer<uv_async_t>
+    private let inbox = Mutex<[@Sendable () -> Void]>([])
+    private var loopThread: pthread_t?
+    private var thread: Thread?
+    private let finished = Mutex(false)
+
+    public init() throws(AgentError) {
+        raw = .allocate(capacity: 1)
+        let rc = uv_loop_init(raw)
+        guard rc == 0 else { raw.deallocate(); throw .system("uv_loop_init: \(uvError(rc))") }
+        wakeup = .allocate(capacity: 1)
+        uv_async_init(raw, wakeup) { handle in
+            EventLoop.owner(of: handle!).drainInbox()
+        }
+        wakeup.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+    }
+
+    deinit {
+        uv_loop_close(raw)
+        raw.deallocate()
+        wakeup.deallocate()
+    }
+
+    private static func owner(of handle: UnsafeMutablePointer<uv_async_t>) -> EventLoop {
+        Unmanaged<EventLoop>.fromOpaque(handle.pointee.data).takeUnretainedValue()
+    }
+
+    /// Runs the loop on the calling thread until every handle is closed.
+    public func run() {
+        loopThread = pthread_self()
+        uv_run(raw, UV_RUN_DEFAULT)
+        // Drain what was queued while closing, then close the wake-up handle last.
+        drainInbox()
+        finished.withLock { $0 = true }
+    }
+
+    /// Starts the loop on a thread of its own, named for debugging.
+    public func start(name: String) {
+        let thread = Thread { [self] in self.run() }
+        thread.name = name
+        self.thread = thread
+        thread.start()
+    }
+
+    /// Queues `work` to run on the loop thread. Any thread; coalesced wake-ups
+    /// are handled by draining the whole queue.
+    public func execute(_ work: @escaping @Sendable () -> Void) {
+        inbox.withLock { $0.append(work) }
+        uv_async_send(wakeup)
+    }
+
+    private func drainInbox() {
+        while true {
+            let work = inbox.withLock { queue -> [@Sendable () -> Void] in
+                defer { queue.removeAll(keepingCapacity: true) }
+                return queue
+            }
+            if work.isEmpty { return }
+            for item in work { item() }
+        }
+    }
+
+    /// Closes the wake-up handle so that `run` can return once every other handle is closed.
+    /// Loop thread.
+    public func shutdown() {
+        assertOnLoop()
+        let handle = UnsafeMutableRawPointer(wakeup).assumingMemoryBound(to: uv_handle_t.self)
+        if uv_is_closing(handle) == 0 { uv_close(handle, nil) }
+    }
+
+    /// Debug-build check that the caller runs on this loop's thread.
+    @inline(__always) public func assertOnLoop(file: StaticString = #fileID, line: UInt = #line) {
+        assert(loopThread.map { pthread_equal($0, pthread_self()) != 0 } ?? true,
+               "called off the loop thread", file: file, line: line)
+    }
+
+    /// Whether `run` has returned.
+    public var hasFinished: Bool { finished.withLock { $0 } }
+
+    /// Monotonic nanoseconds (vDSO, no syscall).
+    @inline(__always) public static func nowNanos() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+    }
+}
+
+/// libuv's name and message for a negative status.
+func uvError(_ code: Int32) -> String {
+    "\(String(cString: uv_err_name(code))) (\(String(cString: uv_strerror(code))))"
+}
+
+/// `uv_close` for any handle type, with a callback after libuv is done with it.
+func closeHandle<T>(_ handle: UnsafeMutablePointer<T>, _ callback: uv_close_cb?) {
+    let h = UnsafeMutableRawPointer(handle).assumingMemoryBound(to: uv_handle_t.self)
+    if uv_is_closing(h) == 0 { uv_close(h, callback) }
+}

@@ -1,0 +1,233 @@
+import CLibUV
+import Glibc
+import Wire
+
+/// One TCP connection carrying Wire frames. Reads land in a `ReceiveBuffer`
+/// and each complete frame is handed to `onFrame` in place (its payload is only
+/// valid during the call); writes go through a `FrameWriter`. A malformed frame
+/// closes this connection with an error that names the reason, never the process.
+///
+/// Threading: belongs to one `EventLoop`; every method runs on its thread.
+/// Keeps itself alive from `init` until libuv's close callback.
+public final class TCPConnection {
+    /// Why a connection ended.
+    public enum CloseReason: Sendable, CustomStringConvertible {
+        /// We closed it.
+        case local
+        /// The peer closed its end.
+        case endOfStream
+        /// A socket error.
+        case socket(String)
+        /// The peer sent something malformed; the connection was closed.
+        case protocolViolation(WireError)
+        /// The peer sent an error frame.
+        case peerError(WireErrorCode, String)
+
+        public var description: String {
+            switch self {
+            case .local: "closed locally"
+            case .endOfStream: "the peer closed the connection"
+            case .socket(let m): "socket error: \(m)"
+            case .protocolViolation(let e): "malformed frame from the peer: \(e)"
+            case .peerError(let code, let m): "the peer reported \(code): \(m)"
+            }
+        }
+    }
+
+    let loop: EventLoop
+    let handle: UnsafeMutablePointer<uv_tcp_t>
+    public let name: String
+    /// What frames may carry; raise it once the handshake fixes the arena.
+    public var limits: FrameLimits
+    /// Called for each complete frame, payload valid only during the call.
+    public var onFrame: (ParsedFrame) -> Void = { _ in }
+    /// Called once when the connection ends, for any reason.
+    public var onClose: (CloseReason) -> Void = { _ in }
+    /// Bytes received so far.
+    public private(set) var bytesReceived: UInt64 = 0
+    /// When the last bytes arrived (monotonic nanoseconds).
+    public private(set) var lastReceiveNanos: UInt64 = EventLoop.nowNanos()
+
+    private var receive: ReceiveBuffer
+    private let writer = FrameWriter()
+    private var closed = false
+    private var reading = false
+    private var connectRequest: UnsafeMutablePointer<uv_connect_t>?
+    private var onConnect: ((String?) -> Void)?
+
+    init(loop: EventLoop, name: String, limits: FrameLimits, maxFrame: Int) {
+        loop.assertOnLoop()
+        self.loop = loop
+        self.name = name
+        self.limits = limits
+        receive = ReceiveBuffer(maxFrame: maxFrame)
+        handle = .allocate(capacity: 1)
+        uv_tcp_init(loop.raw, handle)
+        handle.pointee.data = Unmanaged.passRetained(self).toOpaque()
+    }
+
+    var stream: UnsafeMutablePointer<uv_stream_t> {
+        UnsafeMutableRawPointer(handle).assumingMemoryBound(to: uv_stream_t.self)
+    }
+
+    private static func from(_ pointer: UnsafeMutableRawPointer?) -> TCPConnection {
+        Unmanaged<TCPConnection>.fromOpaque(pointer!).takeUnretainedValue()
+    }
+
+    /// Connects to `address`; `done` gets nil or the error text.
+    public static func connect(loop: EventLoop, to address: SocketAddress, name: String, limits: FrameLimits,
+                               maxFrame: Int, done: @escaping (TCPConnection, String?) -> Void) -> TCPConnection {
+        let connection = TCPConnection(loop: loop, name: name, limits: limits, maxFrame: maxFrame)
+        let request = UnsafeMutablePointer<uv_connect_t>.allocate(capacity: 1)
+        connection.connectRequest = request
+        connection.onConnect = { [unowned connection] error in done(connection, error) }
+        request.pointee.data = Unmanaged.passUnretained(connection).toOpaque()
+        let rc = address.withSockAddr { uv_tcp_connect(request, connection.handle, $0) { req, status in
+            let connection = TCPConnection.from(req!.pointee.data)
+            connection.connectRequest = nil
+            req!.deallocate()
+            connection.onConnect?(status == 0 ? nil : uvError(status))
+            connection.onConnect = nil
+        } }
+        if rc != 0 {
+            request.deallocate()
+            connection.connectRequest = nil
+            connection.onConnect = nil
+            done(connection, uvError(rc))
+        }
+        return connection
+    }
+
+    /// Latency first: no Nagle delay, keepalive to notice a vanished peer.
+    public func configureForDemand() {
+        uv_tcp_nodelay(handle, 1)
+        uv_tcp_keepalive(handle, 1, 5)
+    }
+
+    /// Starts reading frames.
+    public func startReading() {
+        loop.assertOnLoop()
+        guard !closed, !reading else { return }
+        reading = true
+        let rc = uv_read_start(stream, { h, _, buf in
+            let connection = TCPConnection.from(h!.pointee.data)
+            let tail = connection.receive.freeTail()
+            buf!.pointee = uv_buf_init(tail.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(min(tail.count, Int(UInt32.max))))
+        }, { s, nread, _ in
+            TCPConnection.from(s!.pointee.data).didRead(nread)
+        })
+        if rc != 0 { close(.socket("uv_read_start: \(uvError(rc))")) }
+    }
+
+    private func didRead(_ nread: Int) {
+        if nread < 0 {
+            close(nread == Int(UV_EOF.rawValue) ? .endOfStream : .socket(uvError(Int32(nread))))
+            return
+        }
+        guard nread > 0 else { return }
+        receive.didRead(nread)
+        bytesReceived += UInt64(nread)
+        lastReceiveNanos = EventLoop.nowNanos()
+        defer { flush() }  // answers queued by the frame handlers go out in one write
+        while !closed {
+            let frame: ParsedFrame?
+            do {
+                frame = try FrameParser.parse(receive.pending, limits: limits)
+            } catch {
+                fail(.protocolViolation, "\(error)", reason: .protocolViolation(error))
+                return
+            }
+            guard let frame else { return }
+            if frame.header.kind == .error {
+                let (code, message) = Self.decodeError(frame)
+                close(.peerError(code, message))
+                return
+            }
+            onFrame(frame)
+            receive.consume(frame.size)
+        }
+    }
+
+    private static func decodeError(_ frame: ParsedFrame) -> (WireErrorCode, String) {
+        if case .error(let code, let message)? = try? Message(frame) { return (code, message) }
+        return (.protocolViolation, "malformed error frame")
+    }
+
+    // MARK: Writing
+
+    /// Queues a frame whose payload stays valid until written (arena pages).
+    public func send(kind: FrameKind, flags: UInt16 = 0, count: UInt32 = 0, arg: UInt64 = 0,
+                     payload: UnsafeRawBufferPointer? = nil) {
+        guard !closed else { return }
+        writer.enqueue(kind: kind, flags: flags, count: count, arg: arg, payload: payload)
+    }
+
+    /// Queues a control message (copied).
+    public func send(_ message: Message) {
+        guard !closed else { return }
+        writer.enqueue(encoded: message.encoded())
+    }
+
+    /// Called after a queued write completes (backpressure for the bulk stream).
+    public var onWritable: () -> Void = {}
+
+    /// Writes everything queued; call once after a batch of `send`s.
+    public func flush() {
+        guard !closed else { return }
+        let rc = writer.flush(stream, owner: Unmanaged.passUnretained(self).toOpaque()) { req, status in
+            let connection = TCPConnection.from(req!.pointee.data)
+            connection.writer.writeCompleted()
+            if status < 0 {
+                if !connection.closed { connection.close(.socket("write: \(uvError(status))")) }
+                return
+            }
+            connection.flush()
+            if let reason = connection.pendingClose, connection.writer.backlog == 0 {
+                connection.close(reason)
+            } else if !connection.closed {
+                connection.onWritable()
+            }
+        }
+        if rc < 0 { close(.socket("write: \(uvError(rc))")) }
+    }
+
+    /// Bytes queued and not yet handed to the kernel.
+    public var backlog: Int { writer.backlog }
+
+    /// Sends an error frame naming the reason, then closes once it is written.
+    public func fail(_ code: WireErrorCode, _ message: String, reason: CloseReason? = nil) {
+        guard !closed else { return }
+        send(.error(code: code, message: String(decoding: message.utf8.prefix(1000), as: UTF8.self)))
+        closeWhenFlushed(reason ?? .local)
+    }
+
+    /// Writes what is queued, then closes (a plain `close` would drop queued frames).
+    public func closeWhenFlushed(_ reason: CloseReason = .local) {
+        guard !closed else { return }
+        flush()
+        if writer.backlog == 0 { close(reason) } else { pendingClose = reason }
+    }
+
+    private var pendingClose: CloseReason?
+
+    /// Closes the connection once; `onClose` is called with `reason`.
+    public func close(_ reason: CloseReason = .local) {
+        guard !closed else { return }
+        closed = true
+        if reading { uv_read_stop(stream) }
+        let callback = onClose
+        onClose = { _ in }
+        onFrame = { _ in }
+        onWritable = {}
+        // A half-done connect is cancelled by uv_close; its callback runs first.
+        closeHandle(handle) { h in
+            let connection = Unmanaged<TCPConnection>.fromOpaque(h!.pointee.data)
+            connection.release()
+        }
+        callback(reason)
+    }
+
+    public var isClosed: Bool { closed }
+
+    deinit { handle.deallocate() }
+}

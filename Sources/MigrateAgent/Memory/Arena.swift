@@ -1,0 +1,77 @@
+import CUffd
+import Glibc
+
+/// Guest memory: one memfd mapped twice. The *guest view* is what guest
+/// threads touch and what userfaultfd registers; the *io view* is only for the
+/// agent, so it can fill or read a page without faulting on its own arena.
+/// Immutable after init; the memory itself is shared by design (guest threads
+/// touch pages, the loop thread installs them), its ordering given by the kernel.
+public final class Arena: @unchecked Sendable {
+    public static let systemPageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+
+    public let size: Int
+    public let pageSize: Int
+    public let pageCount: Int
+    public let guestBase: UnsafeMutableRawPointer
+    public let ioBase: UnsafeMutableRawPointer
+    private let memfd: Int32
+
+    public init(size: Int, pageSize: Int = Arena.systemPageSize, name: String = "guest-arena") throws(AgentError) {
+        precondition(size > 0 && size % pageSize == 0, "arena size must be a whole number of pages")
+        let fd = cuffd_memfd_create(name, CUFFD_MFD_CLOEXEC)
+        guard fd >= 0 else { throw .system("memfd_create: \(String(cString: strerror(-fd)))") }
+        guard ftruncate(fd, off_t(size)) == 0 else {
+            let e = errno
+            close(fd)
+            throw .system("ftruncate of a \(ByteSize(bytes: size)) memfd: \(String(cString: strerror(e)))")
+        }
+        guard let guest = Self.map(fd, size), let io = Self.map(fd, size) else {
+            let e = errno
+            close(fd)
+            throw .system("mmap of a \(ByteSize(bytes: size)) memfd: \(String(cString: strerror(e)))")
+        }
+        self.memfd = fd
+        self.size = size
+        self.pageSize = pageSize
+        self.pageCount = size / pageSize
+        self.guestBase = guest
+        self.ioBase = io
+    }
+
+    deinit {
+        munmap(guestBase, size)
+        munmap(ioBase, size)
+        close(memfd)
+    }
+
+    private static func map(_ fd: Int32, _ size: Int) -> UnsafeMutableRawPointer? {
+        let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        return p == MAP_FAILED ? nil : p
+    }
+
+    @inline(__always) public func guestPage(_ index: Int) -> UnsafeMutableRawPointer { guestBase + index * pageSize }
+    @inline(__always) public func ioPage(_ index: Int) -> UnsafeMutableRawPointer { ioBase + index * pageSize }
+
+    /// The page index of a guest-view address, or nil when outside the arena.
+    @inline(__always) public func pageIndex(ofGuestAddress address: UInt64) -> Int? {
+        let base = UInt64(UInt(bitPattern: guestBase))
+        guard address >= base, address < base + UInt64(size) else { return nil }
+        return Int((address - base) / UInt64(pageSize))
+    }
+
+    /// Drops the guest view's mapping of pages (the page cache keeps them): the
+    /// next guest access faults as MINOR on a MINOR-registered range.
+    public func zapGuestView(page: Int, count: Int = 1) throws(AgentError) {
+        guard madvise(guestPage(page), count * pageSize, MADV_DONTNEED) == 0 else {
+            throw .system("madvise(MADV_DONTNEED) on pages \(page)..<\(page + count): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Removes pages from the memfd entirely (contents gone): the next access faults as MISSING.
+    public func punchHole(page: Int, count: Int = 1) throws(AgentError) {
+        let rc = cuffd_punch_hole(memfd, Int64(page * pageSize), Int64(count * pageSize))
+        guard rc == 0 else {
+            throw .system("fallocate(PUNCH_HOLE) on pages \(page)..<\(page + count): \(String(cString: strerror(-rc)))")
+        }
+    }
+}

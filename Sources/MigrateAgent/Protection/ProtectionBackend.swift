@@ -1,0 +1,116 @@
+import CUffd
+import Glibc
+
+/// What a page-fault message means, from its flags.
+public enum FaultKind: String, Sendable {
+    /// No page at all: resolve with `UFFDIO_COPY`.
+    case missing
+    /// A page that is there but protected (MINOR or RWP fault): refresh and unprotect.
+    case protected
+}
+
+/// The outcome of installing a run of absent pages.
+public struct InstallOutcome: Sendable {
+    /// Pages this call installed.
+    public var installed = 0
+    /// Pages that were already there (`EEXIST`: a demand/background race), woken instead.
+    public var alreadyPresent = 0
+}
+
+/// One page-protection backend (DESIGN.md, "three backends, one contract").
+/// Nothing outside the backend knows which one runs.
+///
+/// Threading: every method runs on the destination's loop thread, except
+/// `release`, which may run on any thread to free stuck faults at shutdown.
+public protocol ProtectionBackend: AnyObject, Sendable {
+    var kind: BackendKind { get }
+    var uffd: Userfaultfd { get }
+    var arena: Arena { get }
+    /// Whether a protected page keeps its old bytes, so the source can answer "unchanged".
+    var keepsStaleCopy: Bool { get }
+    /// Registers the guest view with the mode this backend needs.
+    func register() throws(AgentError)
+    /// Makes pages that were written through the io view (pre-copy) accessible to the guest.
+    func activate(first: Int, count: Int) throws(AgentError)
+    /// Protects present pages so that the guest's next read or write traps.
+    func protect(first: Int, count: Int) throws(AgentError)
+    /// Resolves a protected page: `fresh` holds new bytes, nil means the held copy is still right.
+    func refresh(page: Int, fresh: UnsafeRawPointer?) throws(AgentError)
+    /// Classifies a page-fault message's flags.
+    func classify(flags: UInt64) -> FaultKind
+}
+
+extension ProtectionBackend {
+    /// Installs `count` absent pages starting at `first` with `UFFDIO_COPY` (all
+    /// backends resolve absent pages alike), waking their waiters. A page that is
+    /// already there is skipped and woken: that is the normal demand/background race.
+    public func installAbsent(first: Int, count: Int, from source: UnsafeRawPointer) throws(AgentError) -> InstallOutcome {
+        var outcome = InstallOutcome()
+        var done = 0
+        let pageSize = arena.pageSize
+        while done < count {
+            let result = uffd.copy(to: arena.guestPage(first + done), from: source + done * pageSize,
+                                   length: (count - done) * pageSize)
+            let pages = result.bytes > 0 ? Int(result.bytes) / pageSize : 0
+            outcome.installed += pages
+            done += pages
+            if result.succeeded { break }
+            if result.alreadyPresent {
+                try? uffd.wake(arena.guestPage(first + done), length: pageSize)
+                outcome.alreadyPresent += 1
+                done += 1
+            } else if result.errno != EAGAIN {
+                throw .system(UffdError("UFFDIO_COPY of page \(first + done)", code: result.errno).description)
+            }
+        }
+        return outcome
+    }
+
+    /// Tells a plain missing fault from a fault on a protected page.
+    public func classify(flags: UInt64) -> FaultKind {
+        flags & (CUFFD_PAGEFAULT_FLAG_MINOR | CUFFD_PAGEFAULT_FLAG_RWP) != 0 ? .protected : .missing
+    }
+
+    /// Releases every fault: unregisters the arena. Safe from any thread; idempotent.
+    public func release() {
+        try? uffd.unregister(arena.guestBase, length: arena.size)
+    }
+
+    func copyIntoIOView(page: Int, _ fresh: UnsafeRawPointer) {
+        arena.ioPage(page).copyMemory(from: fresh, byteCount: arena.pageSize)
+    }
+}
+
+/// Creates the backend of `kind` over `arena`, with a fresh userfaultfd negotiated for it.
+public func makeBackend(_ kind: BackendKind, arena: Arena) throws(AgentError) -> any ProtectionBackend {
+    let uffd: Userfaultfd
+    do {
+        uffd = try Userfaultfd()
+        var features: UffdFeatures = [.missingShmem]
+        switch kind {
+        case .rwp: features.insert(.rwp)
+        case .minor: features.insert(.minorShmem)
+        case .missing: break
+        }
+        try uffd.negotiate(features)
+    } catch {
+        throw .system(error.description)
+    }
+    let backend: any ProtectionBackend = switch kind {
+    case .rwp: RWPBackend(uffd: uffd, arena: arena)
+    case .minor: MinorBackend(uffd: uffd, arena: arena)
+    case .missing: MissingBackend(uffd: uffd, arena: arena)
+    }
+    try backend.register()
+    return backend
+}
+
+extension ProtectionBackend {
+    func registerGuestView(_ mode: UffdRegisterMode) throws(AgentError) {
+        do {
+            try uffd.register(arena.guestBase, length: arena.size, mode: mode)
+        } catch {
+            throw .system(error.description)
+        }
+    }
+}

@@ -1,0 +1,60 @@
+import Foundation
+
+/// JSON and human-readable renderings of the reports.
+public enum ReportFormatting {
+    public static func json<T: Encodable>(_ value: T) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        guard let data = try? encoder.encode(value) else { return "{}" }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    public static func write<T: Encodable>(_ value: T, toFile path: String) throws(AgentError) {
+        do {
+            try Data(json(value).utf8).write(to: URL(fileURLWithPath: path))
+        } catch {
+            throw .system("cannot write the report to \(path): \(error.localizedDescription)")
+        }
+    }
+
+    public static func read<T: Decodable>(_ type: T.Type, fromFile path: String) -> T? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        return try? JSONDecoder().decode(type, from: data)
+    }
+
+    static func micros(_ s: LatencySummary?) -> String {
+        guard let s, s.count > 0 else { return "none measured" }
+        return String(format: "p50 %.1f µs, p99 %.1f µs, max %.1f µs (%llu faults)", s.p50, s.p99, s.max, s.count)
+    }
+
+    public static func text(_ r: DestinationReport) -> String {
+        var lines = [
+            "destination: \(r.succeeded ? "migration complete" : "migration FAILED")",
+            "  backend            \(r.backend.rawValue)",
+            "  arena              \(ByteSize(bytes: r.arenaBytes)) (\(r.pageCount) pages of \(r.pageSize) bytes)",
+            "  pages on demand    \(r.demandPages)",
+            "  pages in background \(r.backgroundPages)",
+            "  fault latency      \(micros(r.faultLatencyMicros))",
+            "  elapsed            \(String(format: "%.3f", r.elapsedSeconds)) s",
+            "  digest match       \(r.digestMatch ? "yes" : "no")",
+        ]
+        if let g = r.guest {
+            lines.append("  guest              \(g.threads) threads, \(g.pattern.rawValue), \(g.accesses) accesses, \(g.writes) writes, \(g.mismatches) wrong pages")
+        }
+        if let e = r.error { lines.append("  error              \(e)") }
+        return lines.joined(separator: "\n")
+    }
+
+    public static func text(_ r: SourceReport) -> String {
+        var lines = [
+            "source: \(r.succeeded ? "migration complete" : "migration FAILED")",
+            "  arena              \(ByteSize(bytes: r.arenaBytes)) (\(r.pageCount) pages)",
+            "  demand requests    \(r.demandRequests) (\(r.demandPagesSent) pages)",
+            "  background pages   \(r.backgroundPagesSent)",
+            "  guest writes       \(r.guestPagesWritten) pages before switch-over",
+            "  elapsed            \(String(format: "%.3f", r.elapsedSeconds)) s",
+        ]
+        if let e = r.error { lines.append("  error              \(e)") }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,94 @@
+/// What the destination agent reports at the end of a migration (also as JSON).
+public struct DestinationReport: Codable, Sendable {
+    public var backend: BackendKind
+    public var arenaBytes: Int
+    public var pageSize: Int
+    public var pageCount: Int
+    public var succeeded = false
+    public var error: String?
+    public var pagesMissing = 0
+    public var demandPages = 0
+    public var backgroundPages = 0
+    /// Pages that arrived again after they were installed (demand/background race).
+    public var duplicatePages = 0
+    /// `UFFDIO_COPY` answered EEXIST: the page was already there.
+    public var eexistRaces = 0
+    /// Fault messages read from the userfaultfd.
+    public var faultMessages = 0
+    /// Faults on a page already requested: they waited on the first request.
+    public var sharedFaults = 0
+    /// Fault messages for pages installed meanwhile (woken, not requested).
+    public var lateFaults = 0
+    /// Faults whose kind disagreed with the tracker (logged as errors).
+    public var disagreements = 0
+    public var faultLatencyMicros: LatencySummary?
+    /// Destination-side phases of a demand fault, in microseconds.
+    public var phases: FaultPhases?
+    public var elapsedSeconds = 0.0
+    public var digestMatch = false
+    public var sourceDigest: String?
+    public var destinationDigest: String?
+    public var arenaVerified = false
+    public var guest: GuestSummary?
+
+    public init(backend: BackendKind, arenaBytes: Int, pageSize: Int) {
+        self.backend = backend
+        self.arenaBytes = arenaBytes
+        self.pageSize = pageSize
+        self.pageCount = arenaBytes / pageSize
+    }
+}
+
+/// Where a demand fault's time goes on the destination.
+public struct FaultPhases: Codable, Sendable {
+    /// Fault message read from the userfaultfd until the request was handed to the socket.
+    public var requestWritten: LatencySummary
+    /// Request written until the page's bytes were read from the socket (network and source).
+    public var pageReceived: LatencySummary
+    /// Page read until `UFFDIO_COPY` (or the unprotect) returned.
+    public var resolved: LatencySummary
+    /// Fault message read until resolved.
+    public var total: LatencySummary
+}
+
+/// What the destination's guest threads did.
+public struct GuestSummary: Codable, Sendable {
+    public var threads: Int
+    public var pattern: AccessPattern
+    public var accesses = 0
+    public var pagesTouched = 0
+    public var demandFaults = 0
+    public var writes = 0
+    public var mismatches = 0
+    public var firstMismatch: String?
+    public var finished = false
+    public var touchSeconds = 0.0
+}
+
+/// What the source agent reports at the end of a migration.
+public struct SourceReport: Codable, Sendable {
+    public var arenaBytes: Int
+    public var pageSize: Int
+    public var pageCount: Int
+    public var succeeded = false
+    public var error: String?
+    public var demandRequests = 0
+    public var demandPagesSent = 0
+    public var backgroundPagesSent = 0
+    public var guestPagesWritten = 0
+    public var elapsedSeconds = 0.0
+    public var digest: String?
+    public var destinationDigestMatch = false
+
+    public init(arenaBytes: Int, pageSize: Int) {
+        self.arenaBytes = arenaBytes
+        self.pageSize = pageSize
+        self.pageCount = arenaBytes / pageSize
+    }
+}
+
+/// A 128-bit digest as 32 hex digits.
+func hex(_ value: UInt128) -> String {
+    let s = String(value, radix: 16)
+    return String(repeating: "0", count: max(0, 32 - s.count)) + s
+}

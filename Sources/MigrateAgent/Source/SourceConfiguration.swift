@@ -1,0 +1,19 @@
+/// Settings of the source agent.
+public struct SourceConfiguration: Sendable {
+    public var listen = SocketAddress(host: "127.0.0.1", port: 0)
+    public var arenaSize = 256 << 20
+    public var pageSize = Arena.systemPageSize
+    /// Guest threads writing the arena until switch-over.
+    public var guestThreads = 2
+    /// Pages per second the guest writes until switch-over (0: none after the fill).
+    public var dirtyRate = 20_000
+    /// Pages per background frame.
+    public var pagesPerFrame = 64
+    /// Bytes the background stream may have queued before it waits.
+    public var bulkHighWater = 8 << 20
+    /// Called once the socket listens, with the real port (the CLI prints it).
+    public var onListening: @Sendable (SocketAddress) -> Void = { _ in }
+    /// Progress lines for stderr.
+    public var progress: @Sendable (String) -> Void = { _ in }
+    public init() {}
+}

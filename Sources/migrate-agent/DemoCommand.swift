@@ -1,0 +1,28 @@
+import ArgumentParser
+import MigrateAgent
+
+struct DemoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo", abstract: "Migrate a guest between a source and a destination process on 127.0.0.1 and report.")
+
+    @Option(help: "Guest memory size.") var arena = "256MiB"
+    @Option(help: "Destination guest threads.") var guestThreads = 4
+    @Option(help: "Guest access pattern: sequential, random or hotset.") var pattern = AccessPattern.random
+    @Option(help: "Protection backend: rwp, minor, missing or auto.") var protection = ProtectionOption(argument: "auto")!
+    @Option(help: "Seconds before the demo gives up.") var timeout = 300.0
+    @Flag(help: "Print the report as JSON.") var json = false
+
+    func run() throws {
+        var configuration = DemoRunner.Configuration()
+        configuration.arenaSize = try parseSize(arena)
+        configuration.guestThreads = guestThreads
+        configuration.pattern = pattern
+        configuration.protection = protection.kind
+        configuration.timeoutSeconds = timeout
+        try runReportingErrors {
+            let report = try DemoRunner(configuration: configuration).run()
+            Console.out(json ? ReportFormatting.json(report) : DemoRunner.text(report))
+            if !report.succeeded { throw ExitCode(1) }
+        }
+    }
+}

@@ -1,0 +1,45 @@
+import ArgumentParser
+import MigrateAgent
+
+struct DestinationCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "destination", abstract: "Run the guest here while its memory arrives from the source.")
+
+    @Option(help: "The source's address, HOST:PORT.") var connect: String
+    @Option(help: "Guest memory size; must equal the source's.") var arena = "256MiB"
+    @Option(help: "Protection backend: rwp, minor, missing or auto.") var protection = ProtectionOption(argument: "auto")!
+    @Option(help: "Guest threads.") var guestThreads = 4
+    @Option(help: "Guest access pattern: sequential, random or hotset.") var pattern = AccessPattern.random
+    @Option(help: "Fraction of guest accesses that also write.") var writeRatio = 0.2
+    @Option(help: "Seconds without data from the source before giving up.") var peerTimeout = 10.0
+    @Option(help: "Write the report as JSON to this file.") var reportJson: String?
+    @Flag(help: "Print the report as JSON on stdout.") var json = false
+
+    func validate() throws {
+        guard guestThreads >= 1 && guestThreads <= 256 else { throw ValidationError("--guest-threads must be 1...256") }
+        guard (0...1).contains(writeRatio) else { throw ValidationError("--write-ratio must be between 0 and 1") }
+        guard peerTimeout > 0 else { throw ValidationError("--peer-timeout must be positive") }
+    }
+
+    func run() throws {
+        var configuration = DestinationConfiguration()
+        configuration.arenaSize = try parseSize(arena)
+        configuration.protection = protection.kind
+        configuration.guest.threads = guestThreads
+        configuration.guest.pattern = pattern
+        configuration.guest.writeRatio = writeRatio
+        configuration.peerTimeoutSeconds = peerTimeout
+        configuration.progress = { Console.err($0) }
+        try runReportingErrors {
+            configuration.source = try SocketAddress(parsing: connect)
+            let agent = try DestinationAgent(configuration: configuration)
+            let report: DestinationReport
+            do { report = try agent.run() } catch {
+                if let reportJson { try? ReportFormatting.write(agent.currentReport, toFile: reportJson) }
+                throw error
+            }
+            if let reportJson { try ReportFormatting.write(report, toFile: reportJson) }
+            Console.out(json ? ReportFormatting.json(report) : ReportFormatting.text(report))
+        }
+    }
+}

@@ -1,0 +1,37 @@
+import ArgumentParser
+import MigrateAgent
+
+@main
+struct MigrateAgentCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "migrate-agent",
+        abstract: "Post-copy live migration of guest memory over TCP, with real userfaultfd.",
+        subcommands: [ProbeCommand.self, SourceCommand.self, DestinationCommand.self, DemoCommand.self]
+    )
+}
+
+/// Runs `body`; an `AgentError` becomes one `error:` line on stderr and exit status 1.
+func runReportingErrors(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let error as AgentError {
+        Console.err("error: \(error)")
+        throw ExitCode(1)
+    }
+}
+
+func parseSize(_ text: String) throws -> Int {
+    do { return try ByteSize(parsing: text).bytes } catch { throw ValidationError(error.description) }
+}
+
+extension BackendKind: ExpressibleByArgument {}
+extension AccessPattern: ExpressibleByArgument {}
+
+/// `--protection rwp|minor|missing|auto`.
+struct ProtectionOption: ExpressibleByArgument {
+    let kind: BackendKind?
+    init?(argument: String) {
+        if argument == "auto" { kind = nil } else if let k = BackendKind(rawValue: argument) { kind = k } else { return nil }
+    }
+    static var allValueStrings: [String] { BackendKind.allCases.map(\.rawValue) + ["auto"] }
+}

@@ -1,0 +1,35 @@
+import ArgumentParser
+import MigrateAgent
+
+struct SourceCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "source", abstract: "Own the guest's memory and migrate it to one destination.")
+
+    @Option(help: "Address to listen on (port 0 picks a free one, printed as 'listening on HOST:PORT').")
+    var listen = "127.0.0.1:7000"
+    @Option(help: "Guest memory size, e.g. 256MiB or 1GiB.") var arena = "256MiB"
+    @Option(help: "Guest threads writing memory until switch-over.") var guestThreads = 2
+    @Option(help: "Pages per second the guest writes until switch-over.") var dirtyRate = 20_000
+    @Option(help: "Write the report as JSON to this file.") var reportJson: String?
+    @Flag(help: "Print the report as JSON on stdout.") var json = false
+
+    func run() throws {
+        var configuration = SourceConfiguration()
+        configuration.arenaSize = try parseSize(arena)
+        configuration.guestThreads = guestThreads
+        configuration.dirtyRate = dirtyRate
+        configuration.onListening = { Console.out("listening on \($0)") }
+        configuration.progress = { Console.err($0) }
+        try runReportingErrors {
+            configuration.listen = try SocketAddress(parsing: listen)
+            let agent = try SourceAgent(configuration: configuration)
+            let report: SourceReport
+            do { report = try agent.run() } catch {
+                if let reportJson { try? ReportFormatting.write(agent.currentReport, toFile: reportJson) }
+                throw error
+            }
+            if let reportJson { try ReportFormatting.write(report, toFile: reportJson) }
+            Console.out(json ? ReportFormatting.json(report) : ReportFormatting.text(report))
+        }
+    }
+}
