@@ -13,10 +13,12 @@ struct DestinationCommand: ParsableCommand {
     @Option(help: "Fraction of guest accesses that also write.") var writeRatio = 0.2
     @Option(help: "Seconds without data from the source before giving up.") var peerTimeout = 10.0
     @Option(help: "Write the report as JSON to this file.") var reportJson: String?
+    @Option(help: "Write the guest's demand-fault latencies (an HdrHistogram of nanoseconds, JSON) to this file.")
+    var latencyHistogram: String?
     @Flag(help: "Print the report as JSON on stdout.") var json = false
 
     func validate() throws {
-        guard guestThreads >= 1 && guestThreads <= 256 else { throw ValidationError("--guest-threads must be 1...256") }
+        guard (0...256).contains(guestThreads) else { throw ValidationError("--guest-threads must be 0...256 (0: an idle guest)") }
         guard (0...1).contains(writeRatio) else { throw ValidationError("--write-ratio must be between 0 and 1") }
         guard peerTimeout > 0 else { throw ValidationError("--peer-timeout must be positive") }
     }
@@ -39,6 +41,7 @@ struct DestinationCommand: ParsableCommand {
                 throw error
             }
             if let reportJson { try ReportFormatting.write(report, toFile: reportJson) }
+            if let latencyHistogram { try ReportFormatting.write(agent.faultLatencyHistogram, toFile: latencyHistogram) }
             Console.out(json ? ReportFormatting.json(report) : ReportFormatting.text(report))
         }
     }

@@ -10,6 +10,8 @@ struct SourceCommand: ParsableCommand {
     @Option(help: "Guest memory size, e.g. 256MiB or 1GiB.") var arena = "256MiB"
     @Option(help: "Guest threads writing memory until switch-over.") var guestThreads = 2
     @Option(help: "Pages per second the guest writes until switch-over.") var dirtyRate = 20_000
+    @Flag(inversion: .prefixedNo, help: "Stream every page in the background (off: pages move only on demand).")
+    var background = true
     @Option(help: "Write the report as JSON to this file.") var reportJson: String?
     @Flag(help: "Print the report as JSON on stdout.") var json = false
 
@@ -18,6 +20,7 @@ struct SourceCommand: ParsableCommand {
         configuration.arenaSize = try parseSize(arena)
         configuration.guestThreads = guestThreads
         configuration.dirtyRate = dirtyRate
+        configuration.background = background
         configuration.onListening = { Console.out("listening on \($0)") }
         configuration.progress = { Console.err($0) }
         try runReportingErrors {

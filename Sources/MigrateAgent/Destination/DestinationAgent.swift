@@ -1,5 +1,6 @@
 import CUffd
 import Foundation
+import Histogram
 import Wire
 
 /// The destination agent: the guest runs here while its memory arrives. One
@@ -34,6 +35,10 @@ public final class DestinationAgent: @unchecked Sendable {
     private var sourceDigest: UInt128?
     private var startNanos: UInt64 = 0
     private var lastProgressNanos: UInt64 = 0
+
+    /// Every demand fault's latency as the guest threads measured it, in
+    /// nanoseconds (after `run`), for distributions and merging across runs.
+    public private(set) var faultLatencyHistogram = LatencySummary.makeHistogram()
 
     /// The report so far (also after a failure).
     public var currentReport: DestinationReport { report }
@@ -138,6 +143,7 @@ public final class DestinationAgent: @unchecked Sendable {
         bulk = TCPConnection.connect(loop: loop, to: configuration.source, name: "bulk", limits: migrationLimits,
                                      maxFrame: maxFrame) { [unowned self] connection, error in
             if let error { return fail("cannot open the bulk connection to \(configuration.source): \(error)") }
+            connection.readBudget = 256 * 1024
             connection.onFrame = { [unowned self] in bulkFrame($0) }
             connection.onClose = { [unowned self] in connectionClosed("bulk", $0) }
             connection.send(.hello(Hello(channel: .bulk, pageSize: arena.pageSize,
@@ -330,6 +336,7 @@ public final class DestinationAgent: @unchecked Sendable {
             }
             summary.touchSeconds = lastEnd > firstStart ? Double(lastEnd - firstStart) / 1e9 : 0
             report.faultLatencyMicros = LatencySummary(latency)
+            faultLatencyHistogram = latency
         } else if report.error == nil {
             report.error = "the guest did not finish within \(configuration.guestDeadlineSeconds) s"
         }

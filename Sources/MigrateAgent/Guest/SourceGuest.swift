@@ -33,7 +33,7 @@ public final class SourceGuest: @unchecked Sendable {
                 PageContent.fill(arena.guestPage(page), index: page, version: versions[page], pageSize: arena.pageSize)
             }
         }
-        _ = threads.wait(seconds: .infinity)
+        _ = threads.wait(seconds: 3600)
     }
 
     /// Starts writing random pages, about `pagesPerSecond` in all, until `pause`.
@@ -61,7 +61,7 @@ public final class SourceGuest: @unchecked Sendable {
     /// Stops the guest threads and waits for them: the arena is frozen after this.
     public func pause() {
         stop.store(true, ordering: .relaxed)
-        _ = running?.wait(seconds: .infinity)
+        _ = running?.wait(seconds: 3600)
         running = nil
     }
 

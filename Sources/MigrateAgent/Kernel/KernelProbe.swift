@@ -74,7 +74,13 @@ public struct KernelProbe: Codable, Sendable {
               let uffd = try? Userfaultfd(),
               (try? uffd.negotiate([.missingShmem, .minorShmem])) != nil
         else { return false }
-        return (try? uffd.register(arena.guestBase, length: arena.size, mode: [.missing, .minor])) != nil
+        let registered = (try? uffd.register(arena.guestBase, length: arena.size, mode: [.missing, .minor])) != nil
+        // Unregister and close while the mapping still exists: unmapping a
+        // registered range first was seen to block in munmap on this kernel.
+        if registered { try? uffd.unregister(arena.guestBase, length: arena.size) }
+        uffd.close()
+        withExtendedLifetime(arena) {}
+        return registered
     }
 
     /// PAGEMAP_SCAN (Linux 6.7) on one page of our own memory.

@@ -17,7 +17,11 @@ public struct SocketAddress: Sendable, CustomStringConvertible {
         let portText: Substring
         if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
             host = text[text.index(after: text.startIndex)..<close]
-            portText = text[text.index(after: close)...].drop { $0 == ":" }
+            let rest = text[text.index(after: close)...]
+            guard rest.hasPrefix(":") else {
+                throw .invalidArgument("invalid address '\(text)': expected [IPV6]:PORT, like [::1]:7000")
+            }
+            portText = rest.dropFirst()
         } else if let colon = text.lastIndex(of: ":") {
             host = text[..<colon]
             portText = text[text.index(after: colon)...]

@@ -48,6 +48,14 @@ public final class TCPConnection {
     /// When the last bytes arrived (monotonic nanoseconds).
     public private(set) var lastReceiveNanos: UInt64 = EventLoop.nowNanos()
 
+    /// Bytes this connection may decode per loop iteration (nil: no limit).
+    /// libuv reads a readable stream up to 32 times per wake-up, so a bulk
+    /// stream would hold the loop for tens of megabytes while a demand fault
+    /// waits; past the budget, reading pauses until the next iteration.
+    public var readBudget: Int?
+    private var readThisTurn = 0
+    private var resume: NextTurn?
+
     private var receive: ReceiveBuffer
     private let writer = FrameWriter()
     private var closed = false
@@ -112,7 +120,8 @@ public final class TCPConnection {
         let rc = uv_read_start(stream, { h, _, buf in
             let connection = TCPConnection.from(h!.pointee.data)
             let tail = connection.receive.freeTail()
-            buf!.pointee = uv_buf_init(tail.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(min(tail.count, Int(UInt32.max))))
+            let size = min(tail.count, connection.readBudget ?? tail.count)
+            buf!.pointee = uv_buf_init(tail.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(size))
         }, { s, nread, _ in
             TCPConnection.from(s!.pointee.data).didRead(nread)
         })
@@ -129,6 +138,8 @@ public final class TCPConnection {
         bytesReceived += UInt64(nread)
         lastReceiveNanos = EventLoop.nowNanos()
         defer { flush() }  // answers queued by the frame handlers go out in one write
+        readThisTurn += nread
+        if let readBudget, readThisTurn >= readBudget { pauseUntilNextTurn() }
         while !closed {
             let frame: ParsedFrame?
             do {
@@ -146,6 +157,18 @@ public final class TCPConnection {
             onFrame(frame)
             receive.consume(frame.size)
         }
+    }
+
+    private func pauseUntilNextTurn() {
+        uv_read_stop(stream)
+        reading = false
+        if resume == nil {
+            resume = NextTurn(loop: loop) { [unowned self] in
+                readThisTurn = 0
+                startReading()
+            }
+        }
+        resume!.schedule()
     }
 
     private static func decodeError(_ frame: ParsedFrame) -> (WireErrorCode, String) {
@@ -215,6 +238,8 @@ public final class TCPConnection {
         guard !closed else { return }
         closed = true
         if reading { uv_read_stop(stream) }
+        resume?.close()
+        resume = nil
         let callback = onClose
         onClose = { _ in }
         onFrame = { _ in }

@@ -8,7 +8,7 @@ public struct ByteSize: Sendable, Hashable, CustomStringConvertible {
     public init(parsing text: String) throws(AgentError) {
         let trimmed = text.trimmingSpaces
         let digits = trimmed.prefix { $0.isASCII && $0.isNumber }
-        let unit = trimmed.dropFirst(digits.count).lowercased()
+        let unit = String(trimmed.dropFirst(digits.count)).trimmingSpaces.lowercased()
         let multipliers: [String: Int] = [
             "": 1, "b": 1,
             "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10,

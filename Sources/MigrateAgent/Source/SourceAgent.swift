@@ -18,6 +18,8 @@ public final class SourceAgent: @unchecked Sendable {
     private var urgent: TCPConnection?
     private var bulk: TCPConnection?
     private var stream: BackgroundStream?
+    /// Continues the background stream on the next turn when the socket took everything at once.
+    private var pumpAgain: NextTurn?
     private var sessionID: UInt128 = 0
     private var digest: ArenaDigest?
     private var endSent = false
@@ -136,6 +138,7 @@ public final class SourceAgent: @unchecked Sendable {
         }
         connection.onClose = { [unowned self] in peerClosed("bulk", $0) }
         connection.onWritable = { [unowned self] in pump() }
+        pumpAgain = NextTurn(loop: loop) { [unowned self] in pump() }
         pump()
     }
 
@@ -168,7 +171,11 @@ public final class SourceAgent: @unchecked Sendable {
 
     private func pump() {
         guard let bulk, let stream, !endSent else { return }
-        guard stream.pump(bulk, highWater: configuration.bulkHighWater) else { return }
+        guard !configuration.background || stream.pump(bulk, highWater: configuration.bulkHighWater) else {
+            // No write left pending means no completion will call us: come back next turn.
+            if bulk.backlog == 0 { pumpAgain?.schedule() }
+            return
+        }
         report.backgroundPagesSent = stream.pagesSent
         guard let digest else { return }  // sent when the digest is ready
         bulk.send(.endOfStream(pagesSent: UInt64(stream.pagesSent), digest: digest.value))
@@ -209,6 +216,7 @@ public final class SourceAgent: @unchecked Sendable {
         urgent?.close()
         bulk?.close()
         listener?.close()
+        pumpAgain?.close()
         loop.shutdown()
     }
 }

@@ -7,10 +7,15 @@ public struct SourceConfiguration: Sendable {
     public var guestThreads = 2
     /// Pages per second the guest writes until switch-over (0: none after the fill).
     public var dirtyRate = 20_000
+    /// Stream every page in the background; off, pages move only on demand
+    /// (a benchmark scenario: the guest must then touch every page).
+    public var background = true
     /// Pages per background frame.
     public var pagesPerFrame = 64
-    /// Bytes the background stream may have queued before it waits.
-    public var bulkHighWater = 8 << 20
+    /// Bytes the background stream may have queued before it waits. Small, so
+    /// that one turn of the loop never spends long copying into the socket
+    /// while a demand request waits behind it.
+    public var bulkHighWater = 1 << 20
     /// Called once the socket listens, with the real port (the CLI prints it).
     public var onListening: @Sendable (SocketAddress) -> Void = { _ in }
     /// Progress lines for stderr.

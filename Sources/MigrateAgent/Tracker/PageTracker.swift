@@ -44,14 +44,15 @@ public final class PageTracker: @unchecked Sendable {
         PageState(rawValue: bytes[page] & Self.stateMask)!
     }
 
-    /// Moves `page` to `state`, keeping the counters right.
+    /// Moves `page` to `state`, keeping the counters right. Arriving (`.present`)
+    /// sets or clears the demand flag; other moves keep it.
     @inline(__always) public func set(_ page: Int, _ state: PageState, demand: Bool = false) {
         let old = self.state(page)
         if old == .present { presentCount -= 1 }
         if old == .stale || old == .staleRequested { staleCount -= 1 }
         if state == .present { presentCount += 1 }
         if state == .stale || state == .staleRequested { staleCount += 1 }
-        let flag = demand ? Self.demandFlag : (bytes[page] & Self.demandFlag)
+        let flag = state == .present ? (demand ? Self.demandFlag : 0) : (demand ? Self.demandFlag : bytes[page] & Self.demandFlag)
         atomic_store_u8(bytes + page, state.rawValue | flag)
     }
 

@@ -1,0 +1,49 @@
+import Foundation
+import MigrateAgent
+import Testing
+
+@Suite("Arena")
+struct ArenaTests {
+    @Test("two views of one memfd, page arithmetic")
+    func layout() throws {
+        let pageSize = Arena.systemPageSize
+        let arena = try Arena(size: 8 * pageSize, name: "layout")
+        #expect(arena.pageCount == 8)
+        #expect(arena.pageSize == pageSize)
+        #expect(arena.guestBase != arena.ioBase)
+        #expect(arena.guestPage(3) == arena.guestBase + 3 * pageSize)
+        #expect(arena.ioPage(5) == arena.ioBase + 5 * pageSize)
+    }
+
+    @Test("pageIndex(ofGuestAddress:) maps the guest view only")
+    func pageIndex() throws {
+        let pageSize = Arena.systemPageSize
+        let arena = try Arena(size: 4 * pageSize, name: "index")
+        let base = UInt64(UInt(bitPattern: arena.guestBase))
+        #expect(arena.pageIndex(ofGuestAddress: base) == 0)
+        #expect(arena.pageIndex(ofGuestAddress: base + UInt64(pageSize) - 1) == 0)
+        #expect(arena.pageIndex(ofGuestAddress: base + UInt64(pageSize)) == 1)
+        #expect(arena.pageIndex(ofGuestAddress: base + UInt64(4 * pageSize) - 1) == 3)
+        #expect(arena.pageIndex(ofGuestAddress: base + UInt64(4 * pageSize)) == nil)
+        #expect(arena.pageIndex(ofGuestAddress: base - 1) == nil)
+        #expect(arena.pageIndex(ofGuestAddress: UInt64(UInt(bitPattern: arena.ioBase))) == nil)
+    }
+
+    @Test("io-view writes show in the guest view; zap keeps them, a punched hole drops them")
+    func sharedViews() throws {
+        let arena = try Arena(size: 4 * Arena.systemPageSize, name: "views")
+        fillIOView(arena, pages: 0..<4, version: 1)
+        // No userfaultfd here, but guest memory is still only touched from a thread of our own.
+        let first = GuestThread("views-guest") { [arena] in (0..<4).compactMap { touch(arena, page: $0, .read, expecting: 1) } }
+        #expect(first.join(until: .now() + 10) == [])
+
+        try arena.zapGuestView(page: 1)
+        try arena.punchHole(page: 2)
+        let second = GuestThread("views-guest-2") { [arena] in
+            [touch(arena, page: 1, .read, expecting: 1),
+             PageContent.describe(arena.guestPage(2), pageSize: arena.pageSize)]
+        }
+        #expect(second.join(until: .now() + 10) == [nil, "an all-zero page"])
+        #expect(ioViewProblem(arena, page: 1, version: 1) == nil)
+    }
+}
