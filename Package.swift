@@ -41,6 +41,6 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         .testTarget(name: "MigrateAgentTests", dependencies: ["MigrateAgent", "CUffd", "Wire"]),
         // Runs the real migrate-agent binary as two processes on 127.0.0.1.
-        .testTarget(name: "IntegrationTests", dependencies: ["migrate-agent"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["migrate-agent", "MigrateAgent", "Wire"]),
     ]
 )

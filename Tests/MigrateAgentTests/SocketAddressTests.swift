@@ -52,8 +52,8 @@ struct SocketAddressTests {
     /// colons including none, so `[::1]7000` and `[::1]::7000` parse as port 7000.
     @Test("[V6] needs exactly one ':' before its port", arguments: ["[::1]7000", "[::1]::7000"])
     func bracketWithoutColon(text: String) {
-        // Records "expected AgentError.invalidArgument, nothing was thrown" while the bug stands.
-        _ = invalidArgumentMessage { _ = try SocketAddress(parsing: text) }
+        let message = invalidArgumentMessage { _ = try SocketAddress(parsing: text) }
+        #expect(message?.contains("invalid port in") == true, "\(message ?? "nil")")
     }
 
     @Test("host names and malformed numbers are rejected, not resolved", arguments: [

@@ -2,7 +2,8 @@ import Foundation
 
 /// A `migrate-agent` child process (source or destination), with its stdout
 /// read on a thread of its own so that a line can be awaited with a deadline
-/// and the pipe never fills. stderr is passed through (progress lines).
+/// and the pipe never fills. stderr is passed through (progress lines), or
+/// captured into the same output when `captureStderr` is set (tests).
 /// Threading: the controlling thread calls its methods; the reader thread only
 /// appends to `output` under `lock`.
 public final class AgentProcess: @unchecked Sendable {
@@ -17,10 +18,12 @@ public final class AgentProcess: @unchecked Sendable {
         (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     }
 
-    public init(executable: String = AgentProcess.currentExecutable, arguments: [String]) throws(AgentError) {
+    public init(executable: String = AgentProcess.currentExecutable, arguments: [String],
+                captureStderr: Bool = false) throws(AgentError) {
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.standardOutput = stdout
+        if captureStderr { process.standardError = stdout }
         process.standardInput = FileHandle.nullDevice
         do { try process.run() } catch {
             throw .system("cannot start \(executable): \(error.localizedDescription)")
@@ -38,6 +41,17 @@ public final class AgentProcess: @unchecked Sendable {
         }
     }
 
+    /// Waits for an output line containing `text`; returns the line, or nil at the deadline or EOF.
+    public func awaitLine(containing text: String, seconds: Double) -> String? {
+        let deadline = Date(timeIntervalSinceNow: seconds)
+        lock.lock()
+        defer { lock.unlock() }
+        while true {
+            if let line = output.split(separator: "\n").first(where: { $0.contains(text) }) { return String(line) }
+            if closed || !lock.wait(until: deadline) { return nil }
+        }
+    }
+
     /// Waits for a stdout line starting with `prefix`; returns the rest of it, or nil at the deadline or EOF.
     public func awaitLine(prefix: String, seconds: Double) -> String? {
         let deadline = Date(timeIntervalSinceNow: seconds)
@@ -49,6 +63,14 @@ public final class AgentProcess: @unchecked Sendable {
             }
             if closed || !lock.wait(until: deadline) { return nil }
         }
+    }
+
+    /// Waits until the output has ended (the process closed its stdout), at most `seconds`.
+    public func awaitOutputEnd(seconds: Double) {
+        let deadline = Date(timeIntervalSinceNow: seconds)
+        lock.lock()
+        defer { lock.unlock() }
+        while !closed && lock.wait(until: deadline) {}
     }
 
     /// Waits for exit at most `seconds`; on the deadline kills it (SIGKILL) and returns nil.

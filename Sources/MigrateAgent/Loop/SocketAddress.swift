@@ -19,7 +19,7 @@ public struct SocketAddress: Sendable, CustomStringConvertible {
             host = text[text.index(after: text.startIndex)..<close]
             let rest = text[text.index(after: close)...]
             guard rest.hasPrefix(":") else {
-                throw .invalidArgument("invalid address '\(text)': expected [IPV6]:PORT, like [::1]:7000")
+                throw .invalidArgument("invalid port in '\(text)': expected [IPV6]:PORT, like [::1]:7000")
             }
             portText = rest.dropFirst()
         } else if let colon = text.lastIndex(of: ":") {

@@ -1,0 +1,37 @@
+import Foundation
+import MigrateAgent
+import Testing
+
+/// Runs the real `migrate-agent` binary (built next to this test bundle) as
+/// source and destination processes on 127.0.0.1. Every wait has a deadline;
+/// on a deadline the process is killed and the test fails instead of hanging.
+enum AgentHarness {
+    static var binary: String {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("migrate-agent").path
+    }
+
+    /// A fresh directory for one test's report files.
+    static func scratchDirectory() -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("migrate-agent-it-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    static func start(_ arguments: [String]) throws -> AgentProcess {
+        try AgentProcess(executable: binary, arguments: arguments, captureStderr: true)
+    }
+
+    /// Starts a source on a free port; returns it and its address, or fails the test.
+    static func startSource(arena: String, extra: [String] = []) throws -> (AgentProcess, String) {
+        let source = try start(["source", "--listen", "127.0.0.1:0", "--arena", arena] + extra)
+        guard let address = source.awaitLine(prefix: "listening on ", seconds: 60) else {
+            source.terminate()
+            Issue.record("the source never listened; output:\n\(source.capturedOutput)")
+            throw HarnessError.notListening
+        }
+        return (source, address)
+    }
+
+    enum HarnessError: Error { case notListening }
+}

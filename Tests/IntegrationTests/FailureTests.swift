@@ -1,0 +1,144 @@
+import Foundation
+import Glibc
+import MigrateAgent
+import Testing
+import Wire
+
+/// Bad input and dead peers: one clear message, a non-zero exit, within a deadline, nothing hung.
+@Suite("failures end cleanly", .serialized)
+struct FailureTests {
+    @Test("a killed source ends the destination with the count of missing pages")
+    func killedSource() throws {
+        // Demand only, one sequential guest thread: the migration is still going when the source dies.
+        let (source, address) = try AgentHarness.startSource(arena: "256MiB", extra: ["--no-background"])
+        defer { source.terminate() }
+        let destination = try AgentHarness.start([
+            "destination", "--connect", address, "--arena", "256MiB", "--guest-threads", "1", "--pattern", "sequential",
+        ])
+        defer { destination.terminate() }
+        #expect(destination.awaitLine(containing: "switched over", seconds: 60) != nil, "\(destination.capturedOutput)")
+        source.terminate(signal: SIGKILL)
+        let exit = destination.wait(seconds: 20)
+        #expect(exit != nil, "the destination did not end within 20 s of the source's death")
+        #expect(exit != 0)
+        #expect(destination.capturedOutput.contains("pages still missing"), "\(destination.capturedOutput)")
+    }
+
+    @Test("a frozen source ends the destination at the peer timeout")
+    func frozenSource() throws {
+        let (source, address) = try AgentHarness.startSource(arena: "256MiB", extra: ["--no-background"])
+        defer { kill(source.process.processIdentifier, SIGCONT); source.terminate() }
+        let destination = try AgentHarness.start([
+            "destination", "--connect", address, "--arena", "256MiB", "--guest-threads", "2",
+            "--pattern", "sequential", "--peer-timeout", "2",
+        ])
+        defer { destination.terminate() }
+        #expect(destination.awaitLine(containing: "switched over", seconds: 60) != nil, "\(destination.capturedOutput)")
+        kill(source.process.processIdentifier, SIGSTOP)
+        let exit = destination.wait(seconds: 30)
+        #expect(exit != nil && exit != 0, "\(destination.capturedOutput)")
+        #expect(destination.capturedOutput.contains("peer timeout"), "\(destination.capturedOutput)")
+    }
+
+    @Test("an arena size mismatch is refused at the handshake with both sizes named")
+    func sizeMismatch() throws {
+        let (source, address) = try AgentHarness.startSource(arena: "64MiB")
+        defer { source.terminate() }
+        let destination = try AgentHarness.start(["destination", "--connect", address, "--arena", "32MiB"])
+        let exit = destination.wait(seconds: 30)
+        #expect(exit == 1)
+        let output = destination.capturedOutput
+        #expect(output.contains("arena size mismatch"), "\(output)")
+        #expect(output.contains("16384 pages") && output.contains("8192 pages"), "\(output)")
+        #expect(source.process.isRunning, "the source must keep waiting for a proper destination")
+    }
+
+    @Test("garbage, a wrong version and a wrong magic close only that connection; the source then migrates")
+    func malformedFramesAtTheSource() throws {
+        let scratch = AgentHarness.scratchDirectory()
+        let (source, address) = try AgentHarness.startSource(arena: "32MiB")
+        defer { source.terminate() }
+        var hello = Message.hello(Hello(channel: .urgent, pageSize: 4096, pageCount: 8192)).encoded()
+        hello[4] = 2  // protocol version 2
+        let cases: [(String, [UInt8])] = [
+            ("garbage", Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8)),
+            ("version", hello),
+            ("magic", [0xDE, 0xAD, 0xBE, 0xEF] + [UInt8](repeating: 0, count: 60)),
+        ]
+        for (name, bytes) in cases {
+            let peer = try FakePeer.connect(to: address)
+            peer.send(bytes)
+            let reply = FakePeer.messages(in: peer.readUntilClosed())
+            guard case .error(_, let message)? = reply.last else {
+                Issue.record("\(name): expected an error frame, got \(reply)")
+                continue
+            }
+            switch name {
+            case "version": #expect(message.contains("version 2"), "\(message)")
+            case "magic": #expect(message.lowercased().contains("magic"), "\(message)")
+            default: #expect(!message.isEmpty)
+            }
+        }
+        #expect(source.process.isRunning, "a malformed frame must never end the source process")
+        let report = scratch.appendingPathComponent("d.json").path
+        let destination = try AgentHarness.start(["destination", "--connect", address, "--arena", "32MiB", "--report-json", report])
+        #expect(destination.wait(seconds: 60) == 0, "\(destination.capturedOutput)")
+        #expect(ReportFormatting.read(DestinationReport.self, fromFile: report)?.digestMatch == true)
+    }
+
+    @Test("a source that sends a page index out of range is refused by name")
+    func pageOutOfRangeAtTheDestination() throws {
+        let listener = try FakeListener()
+        let destination = try AgentHarness.start(["destination", "--connect", listener.address, "--arena", "4MiB", "--guest-threads", "1"])
+        defer { destination.terminate() }
+        let urgent = try listener.accept()
+        let hello = try #require(urgent.readHello())
+        #expect(hello.channel == .urgent && hello.pageCount == 1024)
+        urgent.send(Message.welcome(Welcome(pageSize: 4096, pageCount: 1024, sessionID: 42)).encoded())
+        var state = [UInt8](repeating: 0, count: 1024 * 4)
+        for i in 0..<1024 { state[i * 4] = 1 }
+        urgent.send(Message.switchover(arg: 0, state: state).encoded())
+        urgent.send(Message.pages(first: 5000, count: 1, flags: [.demand], bytes: [UInt8](repeating: 0, count: 4096)).encoded())
+        let exit = destination.wait(seconds: 30)
+        #expect(exit == 1)
+        #expect(destination.capturedOutput.contains("outside the arena of 1024 pages"), "\(destination.capturedOutput)")
+    }
+
+    @Test("a source speaking another protocol version is refused by name")
+    func wrongVersionAtTheDestination() throws {
+        let listener = try FakeListener()
+        let destination = try AgentHarness.start(["destination", "--connect", listener.address, "--arena", "4MiB"])
+        defer { destination.terminate() }
+        let urgent = try listener.accept()
+        _ = urgent.readHello()
+        var welcome = Message.welcome(Welcome(pageSize: 4096, pageCount: 1024, sessionID: 42)).encoded()
+        welcome[4] = 9
+        urgent.send(welcome)
+        let exit = destination.wait(seconds: 30)
+        #expect(exit == 1)
+        #expect(destination.capturedOutput.contains("version 9"), "\(destination.capturedOutput)")
+    }
+
+    @Test("command-line mistakes get one clear line and a non-zero exit", arguments: [
+        (["source", "--arena", "12345"], "not a whole number"),
+        (["source", "--arena", "lots"], "invalid size"),
+        (["destination", "--connect", "127.0.0.1:1", "--arena", "4MiB"], "cannot connect"),
+        (["destination", "--connect", "nowhere"], "expected HOST:PORT"),
+        (["destination", "--connect", "127.0.0.1:7", "--protection", "rwp"], "rwp"),
+    ])
+    func commandLineErrors(arguments: [String], expected: String) throws {
+        let process = try AgentHarness.start(arguments)
+        let exit = process.wait(seconds: 30)
+        #expect(exit != nil && exit != 0)
+        #expect(process.capturedOutput.contains(expected), "\(process.capturedOutput)")
+    }
+
+    @Test("a port already in use is one clear line")
+    func portInUse() throws {
+        let (source, address) = try AgentHarness.startSource(arena: "4MiB")
+        defer { source.terminate() }
+        let second = try AgentHarness.start(["source", "--listen", address, "--arena", "4MiB"])
+        #expect(second.wait(seconds: 30) == 1)
+        #expect(second.capturedOutput.contains("already in use"), "\(second.capturedOutput)")
+    }
+}

@@ -1,0 +1,49 @@
+import Foundation
+import MigrateAgent
+import Testing
+
+/// Whole migrations between two real processes on 127.0.0.1.
+@Suite("migration between two processes", .serialized)
+struct MigrationTests {
+    @Test("a 128 MiB guest with 4 threads migrates and every byte matches", arguments: ["minor", "missing"])
+    func migrationMatches(protection: String) throws {
+        let scratch = AgentHarness.scratchDirectory()
+        let (source, address) = try AgentHarness.startSource(arena: "128MiB", extra: ["--report-json", scratch.appendingPathComponent("s.json").path])
+        defer { source.terminate() }
+        let reportPath = scratch.appendingPathComponent("d.json").path
+        let destination = try AgentHarness.start([
+            "destination", "--connect", address, "--arena", "128MiB", "--guest-threads", "4",
+            "--pattern", "random", "--protection", protection, "--report-json", reportPath,
+        ])
+        let destinationExit = destination.wait(seconds: 120)
+        let sourceExit = source.wait(seconds: 30)
+        #expect(destinationExit == 0, "destination: \(destination.capturedOutput)")
+        #expect(sourceExit == 0, "source: \(source.capturedOutput)")
+        let report = try #require(ReportFormatting.read(DestinationReport.self, fromFile: reportPath))
+        #expect(report.backend.rawValue == protection)
+        #expect(report.digestMatch)
+        #expect(report.arenaVerified)
+        #expect(report.demandPages + report.backgroundPages == report.pageCount)
+        #expect(report.demandPages > 0, "the guest should have faulted on some absent page")
+        #expect(report.guest?.mismatches == 0)
+        #expect(report.guest?.pagesTouched == report.pageCount)
+        let sourceReport = try #require(ReportFormatting.read(SourceReport.self, fromFile: scratch.appendingPathComponent("s.json").path))
+        #expect(sourceReport.destinationDigestMatch)
+    }
+
+    @Test("demo --json reports the required fields")
+    func demoJSON() throws {
+        let demo = try AgentHarness.start(["demo", "--arena", "64MiB", "--json"])
+        let exit = demo.wait(seconds: 120)
+        #expect(exit == 0, "\(demo.capturedOutput)")
+        let output = demo.capturedOutput
+        let json = try #require(output.range(of: "{").map { String(output[$0.lowerBound...]) })
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        #expect(object["backend"] as? String != nil)
+        #expect(object["digestMatch"] as? Bool == true)
+        #expect(object["demandPages"] as? Int != nil)
+        #expect(object["backgroundPages"] as? Int != nil)
+        let latency = try #require(object["faultLatencyMicros"] as? [String: Any])
+        for key in ["p50", "p99", "max"] { #expect(latency[key] as? Double != nil, "faultLatencyMicros.\(key)") }
+    }
+}
