@@ -9,6 +9,9 @@ struct DemoCommand: ParsableCommand {
     @Option(help: "Destination guest threads.") var guestThreads = 4
     @Option(help: "Guest access pattern: sequential, random or hotset.") var pattern = AccessPattern.random
     @Option(help: "Protection backend: rwp, minor, missing or auto.") var protection = ProtectionOption(argument: "auto")!
+    @Option(help: "Pre-copy rounds while the guest still runs on the source (0: pure post-copy).") var precopyRounds = 0
+    @Option(help: "Pages per second the source's guest writes until switch-over.") var dirtyRate = 20_000
+    @Option(help: "Fraction of destination guest accesses that also write.") var writeRatio = 0.2
     @Option(help: "Seconds before the demo gives up.") var timeout = 300.0
     @Flag(help: "Print the report as JSON.") var json = false
 
@@ -19,6 +22,9 @@ struct DemoCommand: ParsableCommand {
         configuration.pattern = pattern
         configuration.protection = protection.kind
         configuration.timeoutSeconds = timeout
+        configuration.precopyRounds = precopyRounds
+        configuration.dirtyRate = dirtyRate
+        configuration.writeRatio = writeRatio
         try runReportingErrors {
             let report = try DemoRunner(configuration: configuration).run()
             Console.out(json ? ReportFormatting.json(report) : DemoRunner.text(report))

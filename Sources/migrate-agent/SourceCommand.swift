@@ -10,10 +10,19 @@ struct SourceCommand: ParsableCommand {
     @Option(help: "Guest memory size, e.g. 256MiB or 1GiB.") var arena = "256MiB"
     @Option(help: "Guest threads writing memory until switch-over.") var guestThreads = 2
     @Option(help: "Pages per second the guest writes until switch-over.") var dirtyRate = 20_000
+    @Option(help: "Pre-copy rounds while the guest still runs here (0: pure post-copy).") var precopyRounds = 0
+    @Option(help: "End pre-copy early once a round dirtied at most this many pages (default: 1/64 of the arena).")
+    var convergePages: Int?
     @Flag(inversion: .prefixedNo, help: "Stream every page in the background (off: pages move only on demand).")
     var background = true
     @Option(help: "Write the report as JSON to this file.") var reportJson: String?
     @Flag(help: "Print the report as JSON on stdout.") var json = false
+
+    func validate() throws {
+        guard precopyRounds >= 0 else { throw ValidationError("--precopy-rounds must be 0 or more") }
+        guard guestThreads >= 1 else { throw ValidationError("--guest-threads must be 1 or more") }
+        guard dirtyRate >= 0 else { throw ValidationError("--dirty-rate must be 0 or more") }
+    }
 
     func run() throws {
         var configuration = SourceConfiguration()
@@ -21,6 +30,8 @@ struct SourceCommand: ParsableCommand {
         configuration.guestThreads = guestThreads
         configuration.dirtyRate = dirtyRate
         configuration.background = background
+        configuration.precopyRounds = precopyRounds
+        configuration.convergePages = convergePages
         configuration.onListening = { Console.out("listening on \($0)") }
         configuration.progress = { Console.err($0) }
         try runReportingErrors {

@@ -95,9 +95,6 @@ struct FailureTests {
         let hello = try #require(urgent.readHello())
         #expect(hello.channel == .urgent && hello.pageCount == 1024)
         urgent.send(Message.welcome(Welcome(pageSize: 4096, pageCount: 1024, sessionID: 42)).encoded())
-        var state = [UInt8](repeating: 0, count: 1024 * 4)
-        for i in 0..<1024 { state[i * 4] = 1 }
-        urgent.send(Message.switchover(arg: 0, state: state).encoded())
         urgent.send(Message.pages(first: 5000, count: 1, flags: [.demand], bytes: [UInt8](repeating: 0, count: 4096)).encoded())
         let exit = destination.wait(seconds: 30)
         #expect(exit == 1)

@@ -47,3 +47,37 @@ struct MigrationTests {
         for key in ["p50", "p99", "max"] { #expect(latency[key] as? Double != nil, "faultLatencyMicros.\(key)") }
     }
 }
+
+/// Hybrid migration: pre-copy while the source's guest writes, then post-copy with stale pages protected.
+@Suite("hybrid pre-copy then post-copy", .serialized)
+struct HybridMigrationTests {
+    @Test("guest writes during pre-copy; stale pages are protected and refreshed; every byte matches",
+          arguments: ["minor", "missing"])
+    func hybrid(protection: String) throws {
+        let scratch = AgentHarness.scratchDirectory()
+        let sourcePath = scratch.appendingPathComponent("s.json").path
+        let (source, address) = try AgentHarness.startSource(arena: "128MiB", extra: [
+            "--precopy-rounds", "2", "--dirty-rate", "40000", "--report-json", sourcePath,
+        ])
+        defer { source.terminate() }
+        let reportPath = scratch.appendingPathComponent("d.json").path
+        let destination = try AgentHarness.start([
+            "destination", "--connect", address, "--arena", "128MiB", "--guest-threads", "4",
+            "--pattern", "random", "--protection", protection, "--report-json", reportPath,
+        ])
+        #expect(destination.wait(seconds: 120) == 0, "destination: \(destination.capturedOutput)")
+        #expect(source.wait(seconds: 30) == 0, "source: \(source.capturedOutput)")
+        let d = try #require(ReportFormatting.read(DestinationReport.self, fromFile: reportPath))
+        let s = try #require(ReportFormatting.read(SourceReport.self, fromFile: sourcePath))
+        #expect(d.digestMatch && d.arenaVerified && d.guest?.mismatches == 0)
+        #expect(!s.precopyRounds.isEmpty && s.precopyRounds[0].pagesSent == d.pageCount)
+        #expect(s.precopyRounds[0].pagesDirtied > 0, "the source's guest wrote during pre-copy")
+        #expect(s.dirtyTracking != nil)
+        #expect(d.precopyPages >= d.pageCount)
+        #expect(s.staleAtSwitchover > 0)
+        #expect(d.pagesProtectedAtSwitchover == s.staleAtSwitchover)
+        #expect(d.refreshedPages + d.unchangedPages >= d.pagesProtectedAtSwitchover)
+        #expect(d.missingFaults == 0, "after a full pre-copy round nothing is absent")
+        #expect(d.disagreements == 0)
+    }
+}

@@ -10,6 +10,7 @@ public struct DemoRunner {
         public var writeRatio = 0.2
         public var dirtyRate = 20_000
         public var protection: BackendKind?
+        public var precopyRounds = 0
         public var timeoutSeconds = 300.0
         public var executable = AgentProcess.currentExecutable
         public init() {}
@@ -24,6 +25,14 @@ public struct DemoRunner {
         public var backgroundPages: Int
         public var faultLatencyMicros: LatencySummary?
         public var elapsedSeconds: Double
+        /// Guest paused on the source until it ran on the destination: the source's
+        /// pause-to-send plus the destination's apply (the one-way loopback hop is not in it).
+        public var downtimeMillis: Double
+        public var precopyRounds: [PrecopyRound]
+        public var pagesProtectedAtSwitchover: Int
+        public var missingFaults: Int
+        public var staleFaults: Int
+        public var unchangedPages: Int
         public var sourceExit: Int32?
         public var destinationExit: Int32?
         public var error: String?
@@ -44,6 +53,7 @@ public struct DemoRunner {
         let source = try AgentProcess(executable: configuration.executable, arguments: [
             "source", "--listen", "127.0.0.1:0", "--arena", arena, "--guest-threads", "2",
             "--dirty-rate", "\(configuration.dirtyRate)", "--report-json", sourceReport,
+            "--precopy-rounds", "\(configuration.precopyRounds)",
         ])
         guard let address = source.awaitLine(prefix: "listening on ", seconds: 60) else {
             source.terminate()
@@ -71,6 +81,9 @@ public struct DemoRunner {
             backend: d?.backend, digestMatch: d?.digestMatch ?? false,
             demandPages: d?.demandPages ?? 0, backgroundPages: d?.backgroundPages ?? 0,
             faultLatencyMicros: d?.faultLatencyMicros, elapsedSeconds: d?.elapsedSeconds ?? 0,
+            downtimeMillis: ((s?.pauseToSwitchoverMillis ?? 0) + (d?.switchoverApplyMillis ?? 0)).rounded(toPlaces: 3),
+            precopyRounds: s?.precopyRounds ?? [], pagesProtectedAtSwitchover: d?.pagesProtectedAtSwitchover ?? 0,
+            missingFaults: d?.missingFaults ?? 0, staleFaults: d?.staleFaults ?? 0, unchangedPages: d?.unchangedPages ?? 0,
             sourceExit: sourceExit, destinationExit: destinationExit, error: error, source: s, destination: d)
     }
 
@@ -82,8 +95,14 @@ public struct DemoRunner {
             "  pages in background \(r.backgroundPages)",
             "  fault latency       \(ReportFormatting.micros(r.faultLatencyMicros))",
             "  elapsed             \(String(format: "%.3f", r.elapsedSeconds)) s",
+            "  downtime            \(String(format: "%.2f", r.downtimeMillis)) ms",
+            "  faults              \(r.missingFaults) missing, \(r.staleFaults) stale; \(r.unchangedPages) stale pages unchanged",
             "  digest match        \(r.digestMatch ? "yes" : "no")",
         ]
+        for round in r.precopyRounds {
+            lines.append("  pre-copy round \(round.round)    \(round.pagesSent) pages sent, \(round.pagesDirtied) dirtied (\(String(format: "%.3f", round.seconds)) s)")
+        }
+        if !r.precopyRounds.isEmpty { lines.append("  protected at switch-over \(r.pagesProtectedAtSwitchover) pages") }
         if let g = r.destination?.guest {
             lines.append("  guest               \(g.threads) threads, \(g.pattern.rawValue), \(g.pagesTouched) pages touched, \(g.writes) writes, \(g.mismatches) wrong pages")
         }

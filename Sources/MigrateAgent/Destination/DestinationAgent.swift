@@ -7,13 +7,15 @@ import Wire
 /// libuv loop owns the userfaultfd, the page tracker and both connections; a
 /// fault on an absent page sends one request on the urgent connection, and the
 /// arriving page resolves it with `UFFDIO_COPY`. Background pages are
-/// installed as they arrive.
+/// installed as they arrive. With pre-copy, pages arrive through the io view
+/// before switch-over; those the source then reports stale are protected, and a
+/// fault on one asks for fresh bytes (or "unchanged") and unprotects.
 ///
 /// Threading: `run` drives the loop on the calling thread; every other method
 /// runs on it. Guest threads only touch memory; a failure releases them by
 /// unregistering the arena, so none is left blocked on a fault.
 public final class DestinationAgent: @unchecked Sendable {
-    private enum Phase { case connecting, awaitingWelcome, awaitingSwitchover, migrating, finished }
+    private enum Phase { case connecting, awaitingWelcome, precopy, migrating, finished }
 
     private let configuration: DestinationConfiguration
     private let loop: EventLoop
@@ -121,25 +123,17 @@ public final class DestinationAgent: @unchecked Sendable {
             }
             sessionID = welcome.sessionID
             urgent!.limits = migrationLimits
-            phase = .awaitingSwitchover
-        case (.awaitingSwitchover, .switchover):
-            switchover(frame)
+            phase = .precopy
+            connectBulk()
+        case (.migrating, .unchanged):
+            unchanged(first: Int(frame.header.arg), count: Int(frame.header.count))
         default:
             protocolError("unexpected \(frame.header.kind) frame on the urgent connection")
         }
     }
 
-    /// The guest's state arrived: start faulting, connect the bulk stream, start the guest.
-    private func switchover(_ frame: ParsedFrame) {
-        guard let versions = GuestVersions(encoded: frame.payload, pageCount: arena.pageCount) else {
-            return protocolError("guest state of \(frame.payload.count) bytes does not fit \(arena.pageCount) pages")
-        }
-        do {
-            poller = try FdPoller(loop: loop, fd: backend.uffd.fd) { [unowned self] in drainFaults() }
-        } catch {
-            return fail(error.description)
-        }
-        phase = .migrating
+    /// The bulk connection: pre-copy rounds, then the background stream.
+    private func connectBulk() {
         bulk = TCPConnection.connect(loop: loop, to: configuration.source, name: "bulk", limits: migrationLimits,
                                      maxFrame: maxFrame) { [unowned self] connection, error in
             if let error { return fail("cannot open the bulk connection to \(configuration.source): \(error)") }
@@ -151,14 +145,59 @@ public final class DestinationAgent: @unchecked Sendable {
             connection.flush()
             connection.startReading()
         }
+    }
+
+    /// Pages the source dirtied after sending them: protected at switch-over.
+    private func markStale(_ frame: ParsedFrame) {
+        guard case .staleSet(let pages)? = try? Message(frame) else { return protocolError("malformed stale set") }
+        for page in pages.map({ Int($0) }) where tracker.state(page) == .present {
+            tracker.set(page, .stale)
+        }
+    }
+
+    /// The guest's state arrived: map what pre-copy delivered, protect the stale
+    /// pages, start taking faults, start the guest.
+    private func switchover(_ frame: ParsedFrame) {
+        let applyStart = EventLoop.nowNanos()
+        guard let versions = GuestVersions(encoded: frame.payload, pageCount: arena.pageCount) else {
+            return protocolError("guest state of \(frame.payload.count) bytes does not fit \(arena.pageCount) pages")
+        }
+        do {
+            try forEachRun(where: { $0 != .absent }) { (first, count) throws(AgentError) in try backend.activate(first: first, count: count) }
+            try forEachRun(where: { $0 == .stale }) { (first, count) throws(AgentError) in try backend.protect(first: first, count: count) }
+            poller = try FdPoller(loop: loop, fd: backend.uffd.fd) { [unowned self] in drainFaults() }
+        } catch {
+            return fail("switch-over: \(error)")
+        }
+        report.pagesProtectedAtSwitchover = tracker.staleCount
+        phase = .migrating
         let guest = DestinationGuest(arena: arena, versions: versions, tracker: tracker, configuration: configuration.guest)
         self.guest = guest
         guest.start()
+        report.switchoverApplyMillis = Double(EventLoop.nowNanos() - applyStart) / 1e6
         configuration.progress("destination: switched over; guest running with \(configuration.guest.threads) threads (\(configuration.guest.pattern.rawValue))")
+    }
+
+    /// Calls `body(first, count)` for each run of consecutive pages whose state matches.
+    private func forEachRun(where matches: (PageState) -> Bool, _ body: (Int, Int) throws(AgentError) -> Void) throws(AgentError) {
+        var page = 0
+        while page < arena.pageCount {
+            guard matches(tracker.state(page)) else { page += 1; continue }
+            var end = page + 1
+            while end < arena.pageCount && matches(tracker.state(end)) { end += 1 }
+            try body(page, end - page)
+            page = end
+        }
     }
 
     private func bulkFrame(_ frame: ParsedFrame) {
         switch frame.header.kind {
+        case .pages where phase == .precopy:
+            precopy(frame)
+        case .staleSet where phase == .precopy:
+            markStale(frame)
+        case .switchover where phase == .precopy:
+            switchover(frame)
         case .pages:
             install(frame, demand: false, receivedAt: bulk!.lastReceiveNanos)
         case .endOfStream:
@@ -196,11 +235,17 @@ public final class DestinationAgent: @unchecked Sendable {
     }
 
     private func fault(_ page: Int, _ kind: FaultKind, now: UInt64) {
+        // How this backend reports an access to a protected page.
+        let staleKind: FaultKind = backend.keepsStaleCopy ? .protected : .missing
         switch (tracker.state(page), kind) {
         case (.absent, .missing):
+            report.missingFaults += 1
             tracker.set(page, .requested)
             urgent?.send(kind: .request, count: 1, arg: UInt64(page))
             phases.requested(page, at: now)
+        case (.stale, staleKind):
+            report.staleFaults += 1
+            requestFresh(page, withHash: backend.keepsStaleCopy, at: now)
         case (.requested, _), (.staleRequested, _):
             report.sharedFaults += 1
         case (.present, .missing):
@@ -208,28 +253,57 @@ public final class DestinationAgent: @unchecked Sendable {
             report.lateFaults += 1
             try? backend.uffd.wake(arena.guestPage(page), length: arena.pageSize)
         case (let state, _):
+            // Never resolved blindly: log it, and fetch fresh bytes from the source.
             report.disagreements += 1
-            fail("a \(kind.rawValue) fault on page \(page) disagrees with the tracker, which holds it as \(state)")
+            configuration.progress("destination: error: a \(kind.rawValue) fault on page \(page) disagrees with "
+                + "the tracker, which holds it as \(state); fetching fresh bytes")
+            requestFresh(page, withHash: false, at: now)
         }
     }
 
-    /// Installs a run of pages from a frame whose payload is still in the receive buffer.
+    /// Asks for a stale page's fresh bytes, with the hash of the copy held here
+    /// so that the source can answer "unchanged" instead of sending the page.
+    private func requestFresh(_ page: Int, withHash: Bool, at now: UInt64) {
+        tracker.set(page, .staleRequested)
+        if withHash {
+            urgent?.send(kind: .request, flags: RequestFlags.hasHash.rawValue, count: 1, arg: UInt64(page),
+                         payload: UnsafeRawBufferPointer(start: receivedHashes + page, count: 16))
+        } else {
+            urgent?.send(kind: .request, count: 1, arg: UInt64(page))
+        }
+        phases.requested(page, at: now)
+    }
+
+    /// Installs a run of pages from a frame whose payload is still in the receive
+    /// buffer: absent pages with `UFFDIO_COPY` (a run at a time), stale pages by
+    /// refresh and unprotect, pages already here are duplicates.
     private func install(_ frame: ParsedFrame, demand: Bool, receivedAt: UInt64) {
         let first = Int(frame.header.arg)
         let count = Int(frame.header.count)
         let pageSize = arena.pageSize
         let payload = frame.payload.baseAddress!
         var i = 0
+        var installed = 0
         while i < count {
             let state = tracker.state(first + i)
-            guard state == .absent || state == .requested else {
+            switch state {
+            case .present:
                 report.duplicatePages += 1
                 i += 1
                 continue
+            case .stale, .staleRequested:
+                do { try backend.refresh(page: first + i, fresh: payload + i * pageSize) } catch { return fail(error.description) }
+                report.refreshedPages += 1
+                pageArrived(first + i, demand: state == .staleRequested, bytes: payload + i * pageSize, receivedAt: receivedAt)
+                installed += 1
+                i += 1
+                continue
+            case .absent, .requested:
+                break
             }
             var end = i
             while end < count, case let s = tracker.state(first + end), s == .absent || s == .requested {
-                tracker.set(first + end, .present, demand: s == .requested)
+                tracker.set(first + end, .present, demand: s == .requested)  // before the wake: the guest reads it
                 end += 1
             }
             let outcome: InstallOutcome
@@ -244,10 +318,43 @@ public final class DestinationAgent: @unchecked Sendable {
                 receivedHashes[first + k] = PageHash.hash(UnsafeRawBufferPointer(start: payload + k * pageSize, count: pageSize))
                 if tracker.wasDemandFetched(first + k) { phases.resolved(first + k, received: receivedAt, resolved: resolvedAt) }
             }
-            if demand { report.demandPages += end - i } else { report.backgroundPages += end - i }
+            installed += end - i
             i = end
         }
+        if demand { report.demandPages += installed } else { report.backgroundPages += installed }
         completeIfDone()
+    }
+
+    /// Bookkeeping for one page resolved by refresh: state, hash, phases.
+    private func pageArrived(_ page: Int, demand: Bool, bytes: UnsafeRawPointer?, receivedAt: UInt64) {
+        tracker.set(page, .present, demand: demand)
+        if let bytes { receivedHashes[page] = PageHash.hash(UnsafeRawBufferPointer(start: bytes, count: arena.pageSize)) }
+        if demand { phases.resolved(page, received: receivedAt, resolved: EventLoop.nowNanos()) }
+    }
+
+    /// The source's page still hashes as the stale copy held here: unprotect it, no transfer.
+    private func unchanged(first: Int, count: Int) {
+        for page in first..<(first + count) {
+            let state = tracker.state(page)
+            guard state == .stale || state == .staleRequested else { continue }
+            do { try backend.refresh(page: page, fresh: nil) } catch { return fail(error.description) }
+            report.unchangedPages += 1
+            pageArrived(page, demand: state == .staleRequested, bytes: nil, receivedAt: urgent!.lastReceiveNanos)
+        }
+        completeIfDone()
+    }
+
+    /// A pre-copy page: written through the io view while the guest has not started here.
+    private func precopy(_ frame: ParsedFrame) {
+        let first = Int(frame.header.arg)
+        let pageSize = arena.pageSize
+        for k in 0..<Int(frame.header.count) {
+            let bytes = frame.payload.baseAddress! + k * pageSize
+            arena.ioPage(first + k).copyMemory(from: bytes, byteCount: pageSize)
+            receivedHashes[first + k] = PageHash.hash(UnsafeRawBufferPointer(start: bytes, count: pageSize))
+            if tracker.state(first + k) != .present { tracker.set(first + k, .present) }
+        }
+        report.precopyPages += Int(frame.header.count)
     }
 
     // MARK: Progress, liveness, ending

@@ -2,8 +2,8 @@ import Foundation
 import Synchronization
 
 /// The guest while it still runs on the source: it fills every page, then
-/// keeps writing random pages (bumping their versions) until paused at
-/// switch-over. Thread `t` of `n` writes only pages with `index % n == t`.
+/// keeps writing random pages (bumping their versions, or rewriting the same
+/// bytes) until paused at switch-over. Thread `t` of `n` writes only pages with `index % n == t`.
 ///
 /// Threading: `fill`, `startDirtying` and `pause` from the controlling thread
 /// (the source's loop); the guest threads touch only guest memory and their
@@ -48,7 +48,9 @@ public final class SourceGuest: @unchecked Sendable {
             while !stop.load(ordering: .relaxed) {
                 for _ in 0..<perThreadPerTick {
                     let page = t + n * Int(rng.next() % UInt64(max(1, owned)))
-                    versions[page] &+= 1
+                    // One write in four stores the bytes the page already holds, as
+                    // guests often do: dirty to the kernel, unchanged in content.
+                    if rng.next() % 4 != 0 { versions[page] &+= 1 }
                     PageContent.fill(arena.guestPage(page), index: page, version: versions[page], pageSize: arena.pageSize)
                 }
                 writes.add(perThreadPerTick, ordering: .relaxed)

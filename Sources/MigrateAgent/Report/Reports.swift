@@ -21,6 +21,20 @@ public struct DestinationReport: Codable, Sendable {
     public var lateFaults = 0
     /// Faults whose kind disagreed with the tracker (logged as errors).
     public var disagreements = 0
+    /// Faults on absent pages (requested, resolved with `UFFDIO_COPY`).
+    public var missingFaults = 0
+    /// Faults on stale, protected pages (requested, resolved by refresh and unprotect).
+    public var staleFaults = 0
+    /// Stale pages the source reported unchanged: unprotected without a page transfer.
+    public var unchangedPages = 0
+    /// Stale pages refreshed with new bytes (on demand or from the background stream).
+    public var refreshedPages = 0
+    /// Pages received before switch-over (pre-copy), written through the io view.
+    public var precopyPages = 0
+    /// Pages the stale set protected at switch-over.
+    public var pagesProtectedAtSwitchover = 0
+    /// From the guest state's arrival until the guest ran: mapping and protecting.
+    public var switchoverApplyMillis = 0.0
     public var faultLatencyMicros: LatencySummary?
     /// Destination-side phases of a demand fault, in microseconds.
     public var phases: FaultPhases?
@@ -79,12 +93,29 @@ public struct SourceReport: Codable, Sendable {
     public var elapsedSeconds = 0.0
     public var digest: String?
     public var destinationDigestMatch = false
+    /// How pages dirtied during pre-copy were found (nil without pre-copy).
+    public var dirtyTracking: String?
+    public var precopyRounds: [PrecopyRound] = []
+    /// Pages dirtied since they were last sent, protected at the destination at switch-over.
+    public var staleAtSwitchover = 0
+    /// Stale-page requests whose hash still matched: answered "unchanged", no page sent.
+    public var unchangedAnswers = 0
+    /// Guest paused until the stale set and the guest state were handed to the socket.
+    public var pauseToSwitchoverMillis = 0.0
 
     public init(arenaBytes: Int, pageSize: Int) {
         self.arenaBytes = arenaBytes
         self.pageSize = pageSize
         self.pageCount = arenaBytes / pageSize
     }
+}
+
+/// One pre-copy round: pages sent while the guest ran, and pages it dirtied meanwhile.
+public struct PrecopyRound: Codable, Sendable {
+    public var round: Int
+    public var pagesSent: Int
+    public var pagesDirtied: Int
+    public var seconds: Double
 }
 
 /// A 128-bit digest as 32 hex digits.

@@ -2,30 +2,41 @@ import Foundation
 import Wire
 
 /// The source agent: owns the guest's memory, accepts one destination,
-/// switches the guest over, serves demand requests on the urgent connection
-/// and streams every other page on the bulk one.
+/// optionally pre-copies while the guest still runs here (tracking what it
+/// dirties), switches the guest over, then serves demand requests on the
+/// urgent connection and streams the rest on the bulk one.
 ///
 /// Threading: `run` drives a libuv loop on the calling thread; every other
 /// method runs on that loop. The guest and the digest run on threads of their
 /// own and reach the loop through `EventLoop.execute`.
 public final class SourceAgent: @unchecked Sendable {
+    private enum Phase { case awaitingDestination, precopy, postcopy, finished }
+
     private let configuration: SourceConfiguration
     private let loop: EventLoop
     private let arena: Arena
     private let guest: SourceGuest
     private var report: SourceReport
+    private var phase = Phase.awaitingDestination
     private var listener: TCPListener?
     private var urgent: TCPConnection?
     private var bulk: TCPConnection?
-    private var stream: BackgroundStream?
-    /// Continues the background stream on the next turn when the socket took everything at once.
-    private var pumpAgain: NextTurn?
     private var sessionID: UInt128 = 0
+    /// The current stream: a pre-copy round, then the post-copy background stream.
+    private var stream: PageStream?
+    /// Continues the stream on the next turn when the socket took everything at once.
+    private var pumpAgain: NextTurn?
+    private var tracker: DirtyTracker?
+    private var round = 0
+    private var roundStartNanos: UInt64 = 0
+    /// Pages sent since switch-over (on demand or in the background): the stream skips them.
+    private let sentSinceSwitchover: UnsafeMutablePointer<Bool>
+    /// Pages stale at the destination after switch-over.
+    private let stale: UnsafeMutablePointer<Bool>
     private var digest: ArenaDigest?
     private var endSent = false
     private var startNanos: UInt64 = 0
     private var failure: String?
-    private var finished = false
     private var setupError: AgentError?
 
     /// The report so far (also after a failure).
@@ -38,12 +49,26 @@ public final class SourceAgent: @unchecked Sendable {
         arena = try Arena(size: configuration.arenaSize, pageSize: configuration.pageSize, name: "source-arena")
         guest = SourceGuest(arena: arena, threads: configuration.guestThreads)
         report = SourceReport(arenaBytes: configuration.arenaSize, pageSize: configuration.pageSize)
+        sentSinceSwitchover = .allocate(capacity: arena.pageCount)
+        sentSinceSwitchover.initialize(repeating: false, count: arena.pageCount)
+        stale = .allocate(capacity: arena.pageCount)
+        stale.initialize(repeating: false, count: arena.pageCount)
+    }
+
+    deinit {
+        sentSinceSwitchover.deallocate()
+        stale.deallocate()
     }
 
     /// Fills the guest, listens, and runs until the migration ends. Throws when it failed.
     public func run() throws(AgentError) -> SourceReport {
         configuration.progress("source: filling \(ByteSize(bytes: arena.size)) of guest memory (\(arena.pageCount) pages)")
         guest.fill()
+        if configuration.precopyRounds > 0 {
+            // Armed before the guest writes again, so that no write escapes the first round.
+            tracker = try DirtyTracker(arena: arena)
+            report.dirtyTracking = DirtyTracker.method
+        }
         guest.startDirtying(pagesPerSecond: configuration.dirtyRate)
         loop.execute { [self] in
             do {
@@ -51,7 +76,7 @@ public final class SourceAgent: @unchecked Sendable {
                                            maxFrame: 64 * 1024) { [unowned self] in accepted($0) }
                 configuration.onListening(listener!.address)
             } catch {
-                self.setupError = error as? AgentError ?? .system("\(error)")
+                setupError = error as? AgentError ?? .system("\(error)")
                 guest.pause()
                 loop.shutdown()
             }
@@ -73,7 +98,6 @@ public final class SourceAgent: @unchecked Sendable {
         connection.onFrame = { [unowned self, unowned connection] frame in
             handshake(connection, frame)
         }
-        connection.onClose = { _ in }
         connection.startReading()
     }
 
@@ -96,32 +120,14 @@ public final class SourceAgent: @unchecked Sendable {
                 connection.fail(.sizeMismatch, message)
                 return
             }
-            startMigration(urgent: connection)
+            startSession(urgent: connection)
         case .bulk:
             guard let urgent, !urgent.isClosed, hello.sessionID == sessionID, bulk == nil else {
                 connection.fail(.unknownSession, "no migration session \(hex(hello.sessionID)) waits for a bulk connection")
                 return
             }
-            startStreaming(bulk: connection)
+            startBulk(connection)
         }
-    }
-
-    /// Switch-over: pause the guest, send its state, then serve demand requests.
-    private func startMigration(urgent connection: TCPConnection) {
-        startNanos = EventLoop.nowNanos()
-        guest.pause()
-        configuration.progress("source: destination connected; guest paused after writing \(guest.pagesWritten) pages")
-        sessionID = UInt128(UInt64.random(in: 1...UInt64.max)) << 64 | UInt128(UInt64.random(in: 0...UInt64.max))
-        urgent = connection
-        connection.configureForDemand()
-        connection.limits = limits
-        connection.onFrame = { [unowned self] in urgentFrame($0) }
-        connection.onClose = { [unowned self] in peerClosed("urgent", $0) }
-        connection.send(.welcome(Welcome(pageSize: arena.pageSize, pageCount: UInt64(arena.pageCount), sessionID: sessionID)))
-        connection.send(.switchover(arg: 0, state: guest.versions.encoded()))
-        connection.flush()
-        stream = BackgroundStream(arena: arena, pagesPerFrame: configuration.pagesPerFrame)
-        computeDigest()
     }
 
     private var limits: FrameLimits {
@@ -130,7 +136,21 @@ public final class SourceAgent: @unchecked Sendable {
                     maxControlPayload: 64 * 1024, maxGuestState: arena.pageCount * 4)
     }
 
-    private func startStreaming(bulk connection: TCPConnection) {
+    private func startSession(urgent connection: TCPConnection) {
+        startNanos = EventLoop.nowNanos()
+        sessionID = UInt128(UInt64.random(in: 1...UInt64.max)) << 64 | UInt128(UInt64.random(in: 0...UInt64.max))
+        urgent = connection
+        connection.configureForDemand()
+        connection.limits = limits
+        connection.onFrame = { [unowned self] in urgentFrame($0) }
+        connection.onClose = { [unowned self] in peerClosed("urgent", $0) }
+        connection.send(.welcome(Welcome(pageSize: arena.pageSize, pageCount: UInt64(arena.pageCount), sessionID: sessionID)))
+        connection.flush()
+        configuration.progress("source: destination connected")
+        if tracker != nil { phase = .precopy }
+    }
+
+    private func startBulk(_ connection: TCPConnection) {
         bulk = connection
         connection.limits = limits
         connection.onFrame = { [unowned connection] frame in
@@ -139,22 +159,85 @@ public final class SourceAgent: @unchecked Sendable {
         connection.onClose = { [unowned self] in peerClosed("bulk", $0) }
         connection.onWritable = { [unowned self] in pump() }
         pumpAgain = NextTurn(loop: loop) { [unowned self] in pump() }
+        if phase == .precopy {
+            startRound(pages: nil)
+            pump()
+        } else {
+            switchover(pending: [])
+        }
+    }
+
+    // MARK: Pre-copy
+
+    private func startRound(pages: [Int]?) {
+        round += 1
+        roundStartNanos = EventLoop.nowNanos()
+        stream = PageStream(arena: arena, pages: pages, pagesPerFrame: configuration.pagesPerFrame)
+    }
+
+    /// A round is fully handed to the socket: look at what the guest dirtied meanwhile.
+    private func endRound() {
+        guard let tracker, let stream else { return }
+        let dirty: [Int]
+        do { dirty = try tracker.collect() } catch { return abort(error.description) }
+        report.precopyRounds.append(PrecopyRound(
+            round: round, pagesSent: stream.pagesSent, pagesDirtied: dirty.count,
+            seconds: Double(EventLoop.nowNanos() - roundStartNanos) / 1e9))
+        configuration.progress("source: pre-copy round \(round): sent \(stream.pagesSent) pages, guest dirtied \(dirty.count)")
+        let converge = configuration.convergePages ?? max(1, arena.pageCount / 64)
+        if round >= configuration.precopyRounds || dirty.count <= converge {
+            switchover(pending: dirty)
+        } else {
+            startRound(pages: dirty)
+            pumpAgain?.schedule()
+        }
+    }
+
+    // MARK: Switch-over
+
+    /// Pauses the guest, sends the stale set (pages dirtied since last sent) and
+    /// the guest's state, and turns to post-copy. Both go on the bulk
+    /// connection, behind every pre-copy page, so the destination applies them
+    /// only after it has every page they refer to.
+    private func switchover(pending: [Int]) {
+        let pauseStart = EventLoop.nowNanos()
+        guest.pause()
+        var staleSet: [Int] = []
+        if let tracker {
+            let final: [Int]
+            do { final = try tracker.collect() } catch { return abort(error.description) }
+            tracker.stop()
+            self.tracker = nil
+            for page in pending { stale[page] = true }
+            for page in final { stale[page] = true }
+            staleSet = (0..<arena.pageCount).filter { stale[$0] }
+        }
+        guard let bulk else { return }
+        let perFrame = 64 * 1024 / 8
+        for start in stride(from: 0, to: staleSet.count, by: perFrame) {
+            bulk.send(.staleSet(staleSet[start..<min(start + perFrame, staleSet.count)].map { UInt64($0) }))
+        }
+        bulk.send(.switchover(arg: 0, state: guest.versions.encoded()))
+        bulk.flush()
+        report.staleAtSwitchover = staleSet.count
+        report.pauseToSwitchoverMillis = Double(EventLoop.nowNanos() - pauseStart) / 1e6
+        configuration.progress("source: guest paused after writing \(guest.pagesWritten) pages; switched over with \(staleSet.count) stale pages")
+        phase = .postcopy
+        // Stale pages first; without pre-copy every page is still absent there.
+        stream = PageStream(arena: arena, pages: report.precopyRounds.isEmpty ? nil : staleSet,
+                            flags: report.precopyRounds.isEmpty ? [] : [.refresh],
+                            pagesPerFrame: configuration.pagesPerFrame, skip: sentSinceSwitchover)
+        computeDigest()
         pump()
     }
 
     // MARK: Serving
 
     private func urgentFrame(_ frame: ParsedFrame) {
-        guard let urgent, let stream else { return }
+        guard let urgent else { return }
         switch frame.header.kind {
         case .request:
-            let first = Int(frame.header.arg)
-            let count = Int(frame.header.count)
-            report.demandRequests += 1
-            for page in first..<(first + count) { stream.markSent(page) }
-            urgent.send(kind: .pages, flags: PageFlags.demand.rawValue, count: UInt32(count), arg: UInt64(first),
-                        payload: UnsafeRawBufferPointer(start: arena.ioPage(first), count: count * arena.pageSize))
-            report.demandPagesSent += count
+            serve(frame, on: urgent)
         case .done:
             guard case .done(let received, let theirDigest)? = try? Message(frame) else {
                 urgent.fail(.protocolViolation, "malformed done frame")
@@ -169,19 +252,52 @@ public final class SourceAgent: @unchecked Sendable {
         }
     }
 
+    /// Answers a demand request: the page, or "unchanged" when the hash of the
+    /// destination's stale copy still matches ours.
+    private func serve(_ frame: ParsedFrame, on urgent: TCPConnection) {
+        let first = Int(frame.header.arg)
+        let count = Int(frame.header.count)
+        let hashes = RequestFlags(rawValue: frame.header.flags).contains(.hasHash) ? frame.payload : nil
+        report.demandRequests += 1
+        for page in first..<(first + count) {
+            sentSinceSwitchover[page] = true
+            let bytes = UnsafeRawBufferPointer(start: arena.ioPage(page), count: arena.pageSize)
+            if let hashes, hashes.loadUnaligned(fromByteOffset: (page - first) * 16, as: UInt128.self) == PageHash.hash(bytes).littleEndian {
+                urgent.send(kind: .unchanged, count: 1, arg: UInt64(page))
+                report.unchangedAnswers += 1
+            } else {
+                let flags: PageFlags = stale[page] ? [.demand, .refresh] : [.demand]
+                urgent.send(kind: .pages, flags: flags.rawValue, count: 1, arg: UInt64(page), payload: bytes)
+                report.demandPagesSent += 1
+            }
+        }
+    }
+
     private func pump() {
         guard let bulk, let stream, !endSent else { return }
-        guard !configuration.background || stream.pump(bulk, highWater: configuration.bulkHighWater) else {
-            // No write left pending means no completion will call us: come back next turn.
-            if bulk.backlog == 0 { pumpAgain?.schedule() }
-            return
+        let queuedAll = !configuration.background && phase == .postcopy
+            || stream.pump(bulk, highWater: configuration.bulkHighWater)
+        switch phase {
+        case .precopy:
+            if queuedAll && bulk.backlog == 0 {
+                endRound()
+            } else if bulk.backlog == 0 {
+                pumpAgain?.schedule()  // no write pending means no completion will call us
+            }
+        case .postcopy:
+            guard queuedAll else {
+                if bulk.backlog == 0 { pumpAgain?.schedule() }
+                return
+            }
+            report.backgroundPagesSent = stream.pagesSent
+            guard let digest else { return }  // sent when the digest is ready
+            bulk.send(.endOfStream(pagesSent: UInt64(stream.pagesSent), digest: digest.value))
+            bulk.flush()
+            endSent = true
+            configuration.progress("source: background stream complete (\(stream.pagesSent) pages)")
+        case .awaitingDestination, .finished:
+            break
         }
-        report.backgroundPagesSent = stream.pagesSent
-        guard let digest else { return }  // sent when the digest is ready
-        bulk.send(.endOfStream(pagesSent: UInt64(stream.pagesSent), digest: digest.value))
-        bulk.flush()
-        endSent = true
-        configuration.progress("source: background stream complete (\(stream.pagesSent) pages)")
     }
 
     /// Digests the frozen arena on a thread of its own and hands the result to the loop.
@@ -202,17 +318,23 @@ public final class SourceAgent: @unchecked Sendable {
     // MARK: Ending
 
     private func peerClosed(_ which: String, _ reason: TCPConnection.CloseReason) {
-        guard !finished else { return }
+        guard phase != .finished else { return }
         let sent = (stream?.pagesSent ?? 0) + report.demandPagesSent
-        failure = "destination's \(which) connection ended before the migration finished (\(reason)); "
-            + "\(sent) of \(arena.pageCount) pages had been sent"
+        abort("destination's \(which) connection ended before the migration finished (\(reason)); "
+            + "\(sent) of \(arena.pageCount) pages had been sent since switch-over")
+    }
+
+    private func abort(_ reason: String) {
+        failure = failure ?? reason
         finish()
     }
 
     private func finish() {
-        guard !finished else { return }
-        finished = true
+        guard phase != .finished else { return }
+        phase = .finished
         report.elapsedSeconds = Double(EventLoop.nowNanos() - startNanos) / 1e9
+        tracker?.stop()
+        guest.pause()
         urgent?.close()
         bulk?.close()
         listener?.close()

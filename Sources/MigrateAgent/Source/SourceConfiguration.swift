@@ -10,6 +10,10 @@ public struct SourceConfiguration: Sendable {
     /// Stream every page in the background; off, pages move only on demand
     /// (a benchmark scenario: the guest must then touch every page).
     public var background = true
+    /// Pre-copy rounds while the guest runs here (0: pure post-copy).
+    public var precopyRounds = 0
+    /// Stop pre-copy early once a round dirtied at most this many pages (nil: 1/64 of the arena).
+    public var convergePages: Int?
     /// Pages per background frame.
     public var pagesPerFrame = 64
     /// Bytes the background stream may have queued before it waits. Small, so
