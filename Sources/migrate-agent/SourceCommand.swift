@@ -13,6 +13,7 @@ struct SourceCommand: ParsableCommand {
     @Option(help: "Pre-copy rounds while the guest still runs here (0: pure post-copy).") var precopyRounds = 0
     @Option(help: "End pre-copy early once a round dirtied at most this many pages (default: 1/64 of the arena).")
     var convergePages: Int?
+    @Option(help: "How pre-copy finds dirtied pages: pagemap-scan, sync-wp or auto.") var dirtyTracking = "auto"
     @Flag(inversion: .prefixedNo, help: "Stream every page in the background (off: pages move only on demand).")
     var background = true
     @Option(help: "Write the report as JSON to this file.") var reportJson: String?
@@ -32,6 +33,12 @@ struct SourceCommand: ParsableCommand {
         configuration.background = background
         configuration.precopyRounds = precopyRounds
         configuration.convergePages = convergePages
+        if dirtyTracking != "auto" {
+            guard let method = DirtyTrackingMethod(rawValue: dirtyTracking) else {
+                throw ValidationError("--dirty-tracking must be pagemap-scan, sync-wp or auto")
+            }
+            configuration.dirtyTracking = method
+        }
         configuration.onListening = { Console.out("listening on \($0)") }
         configuration.progress = { Console.err($0) }
         try runReportingErrors {

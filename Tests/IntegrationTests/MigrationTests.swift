@@ -52,12 +52,12 @@ struct MigrationTests {
 @Suite("hybrid pre-copy then post-copy", .serialized)
 struct HybridMigrationTests {
     @Test("guest writes during pre-copy; stale pages are protected and refreshed; every byte matches",
-          arguments: ["minor", "missing"])
-    func hybrid(protection: String) throws {
+          arguments: [("minor", "pagemap-scan"), ("missing", "pagemap-scan"), ("minor", "sync-wp")])
+    func hybrid(protection: String, tracking: String) throws {
         let scratch = AgentHarness.scratchDirectory()
         let sourcePath = scratch.appendingPathComponent("s.json").path
         let (source, address) = try AgentHarness.startSource(arena: "128MiB", extra: [
-            "--precopy-rounds", "2", "--dirty-rate", "40000", "--report-json", sourcePath,
+            "--precopy-rounds", "2", "--dirty-rate", "40000", "--dirty-tracking", tracking, "--report-json", sourcePath,
         ])
         defer { source.terminate() }
         let reportPath = scratch.appendingPathComponent("d.json").path
@@ -72,7 +72,7 @@ struct HybridMigrationTests {
         #expect(d.digestMatch && d.arenaVerified && d.guest?.mismatches == 0)
         #expect(!s.precopyRounds.isEmpty && s.precopyRounds[0].pagesSent == d.pageCount)
         #expect(s.precopyRounds[0].pagesDirtied > 0, "the source's guest wrote during pre-copy")
-        #expect(s.dirtyTracking != nil)
+        #expect(s.dirtyTracking == tracking)
         #expect(d.precopyPages >= d.pageCount)
         #expect(s.staleAtSwitchover > 0)
         #expect(d.pagesProtectedAtSwitchover == s.staleAtSwitchover)

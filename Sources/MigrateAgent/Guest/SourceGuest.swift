@@ -61,9 +61,11 @@ public final class SourceGuest: @unchecked Sendable {
     }
 
     /// Stops the guest threads and waits for them: the arena is frozen after this.
-    public func pause() {
+    /// `whileWaiting` runs between short waits: a guest thread blocked on a
+    /// synchronous write-protect fault needs the caller to resolve it.
+    public func pause(whileWaiting service: () -> Void = {}) {
         stop.store(true, ordering: .relaxed)
-        _ = running?.wait(seconds: 3600)
+        while let running, !running.wait(seconds: 0.001) { service() }
         running = nil
     }
 

@@ -26,7 +26,7 @@ public final class SourceAgent: @unchecked Sendable {
     private var stream: PageStream?
     /// Continues the stream on the next turn when the socket took everything at once.
     private var pumpAgain: NextTurn?
-    private var tracker: DirtyTracker?
+    private var tracker: (any DirtyTracking)?
     private var round = 0
     private var roundStartNanos: UInt64 = 0
     /// Pages sent since switch-over (on demand or in the background): the stream skips them.
@@ -65,13 +65,18 @@ public final class SourceAgent: @unchecked Sendable {
         configuration.progress("source: filling \(ByteSize(bytes: arena.size)) of guest memory (\(arena.pageCount) pages)")
         guest.fill()
         if configuration.precopyRounds > 0 {
+            let probe: KernelProbe
+            do { probe = try KernelProbe.run() } catch { throw .unsupported(error.description) }
+            let method = try DirtyTrackingMethod.select(configuration.dirtyTracking, probe: probe)
             // Armed before the guest writes again, so that no write escapes the first round.
-            tracker = try DirtyTracker(arena: arena)
-            report.dirtyTracking = DirtyTracker.method
+            tracker = try method.makeTracker(arena: arena)
+            report.dirtyTracking = method.rawValue
+            configuration.progress("source: pre-copy dirty tracking: \(method == .pagemapScan ? "userfaultfd WP_ASYNC + PAGEMAP_SCAN" : "synchronous userfaultfd write-protect faults (the kernel lacks WP_ASYNC or PAGEMAP_SCAN, or it was asked for)")")
         }
         guest.startDirtying(pagesPerSecond: configuration.dirtyRate)
         loop.execute { [self] in
             do {
+                try tracker?.attach(to: loop)
                 listener = try TCPListener(loop: loop, address: configuration.listen, limits: .handshake,
                                            maxFrame: 64 * 1024) { [unowned self] in accepted($0) }
                 configuration.onListening(listener!.address)
@@ -201,7 +206,7 @@ public final class SourceAgent: @unchecked Sendable {
     /// only after it has every page they refer to.
     private func switchover(pending: [Int]) {
         let pauseStart = EventLoop.nowNanos()
-        guest.pause()
+        guest.pause { tracker?.serviceFaults() }
         var staleSet: [Int] = []
         if let tracker {
             let final: [Int]

@@ -14,6 +14,8 @@ public struct SourceConfiguration: Sendable {
     public var precopyRounds = 0
     /// Stop pre-copy early once a round dirtied at most this many pages (nil: 1/64 of the arena).
     public var convergePages: Int?
+    /// How pre-copy finds dirtied pages (nil: the best the kernel offers).
+    public var dirtyTracking: DirtyTrackingMethod?
     /// Pages per background frame.
     public var pagesPerFrame = 64
     /// Bytes the background stream may have queued before it waits. Small, so
