@@ -139,3 +139,29 @@ struct FailureTests {
         #expect(second.capturedOutput.contains("already in use"), "\(second.capturedOutput)")
     }
 }
+
+/// Without userfaultfd permission: one line naming the ways out, never a crash.
+@Suite("no userfaultfd permission")
+struct PermissionTests {
+    @Test("probe and destination as an unprivileged user name the ways out", arguments: [
+        ["probe"], ["destination", "--connect", "127.0.0.1:7", "--arena", "4MiB"],
+    ])
+    func unprivileged(arguments: [String]) throws {
+        // As root, drop to nobody (util-linux setpriv); otherwise we are unprivileged already.
+        let command: [String] = getuid() == 0
+            ? ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", AgentHarness.binary] + arguments
+            : [AgentHarness.binary] + arguments
+        let process = try AgentProcess(executable: "/usr/bin/env", arguments: command, captureStderr: true)
+        let exit = process.wait(seconds: 30)
+        let output = process.capturedOutput
+        guard !output.contains("features") else {
+            print("note: this machine allows unprivileged userfaultfd (vm.unprivileged_userfaultfd=1); nothing to refuse")
+            return
+        }
+        #expect(exit == 1, "\(output)")
+        #expect(output.contains("not permitted"), "\(output)")
+        for way in ["root", "CAP_SYS_PTRACE", "vm.unprivileged_userfaultfd=1", "/dev/userfaultfd"] {
+            #expect(output.contains(way), "the message should name '\(way)': \(output)")
+        }
+    }
+}
