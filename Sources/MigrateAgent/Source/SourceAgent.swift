@@ -324,6 +324,9 @@ public final class SourceAgent: @unchecked Sendable {
 
     private func peerClosed(_ which: String, _ reason: TCPConnection.CloseReason) {
         guard phase != .finished else { return }
+        // The destination may close the bulk connection once it has everything,
+        // before its "done" on the urgent one is read here.
+        if which == "bulk", endSent, case .endOfStream = reason { return }
         let sent = (stream?.pagesSent ?? 0) + report.demandPagesSent
         abort("destination's \(which) connection ended before the migration finished (\(reason)); "
             + "\(sent) of \(arena.pageCount) pages had been sent since switch-over")
