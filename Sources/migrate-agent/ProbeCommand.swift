@@ -6,6 +6,8 @@ struct ProbeCommand: ParsableCommand {
         commandName: "probe", abstract: "Print what the running kernel's userfaultfd offers and the backend the agent would pick.")
 
     @Flag(help: "Print JSON.") var json = false
+    @Option(help: "Exit 1 unless the agent would pick this backend (rwp, minor or missing).")
+    var expectBackend: BackendKind?
 
     func run() throws {
         let probe: KernelProbe
@@ -13,6 +15,14 @@ struct ProbeCommand: ParsableCommand {
             Console.err("error: \(error)")
             throw ExitCode(1)
         }
+        show(probe)
+        if let expectBackend, probe.backend != expectBackend {
+            Console.err("error: expected the \(expectBackend.rawValue) backend, but kernel \(probe.kernelRelease) gives \(probe.backend.rawValue)")
+            throw ExitCode(1)
+        }
+    }
+
+    private func show(_ probe: KernelProbe) {
         if json { Console.out(ReportFormatting.json(probe)); return }
         func yes(_ b: Bool) -> String { b ? "yes" : "no" }
         Console.out("""
