@@ -1,12 +1,61 @@
 import ArgumentParser
+import Dispatch
 import MigrateAgent
 
 struct SelfTestCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "selftest", abstract: "Check a protection backend against the running kernel with real faults.")
+        commandName: "selftest",
+        abstract: "Check the protection backends against the running kernel with real faults.",
+        discussion: """
+            For each backend: absent pages faulted by several threads are installed once each; reads and \
+            writes of protected pages block until refreshed with new bytes; refresh of an unchanged page \
+            uses the held copy (or throws where the backend keeps none); release() frees blocked threads. \
+            Prints one PASS or FAIL line per check and exits 0 only if every check passed.
+            """)
+
+    @Option(help: "Backends to check: rwp, minor, missing, auto (the one the agent would pick) or all (every one the kernel offers).")
+    var protection = BackendSelection.all
+    @Option(help: "Guest threads per check.") var threads = 4
+    @Option(help: "Seconds any wait may take before its check fails and blocked threads are released.")
+    var timeout = 10.0
+    @Flag(help: "Print the results as a JSON array of {backend, check, passed, detail}.") var json = false
+
+    func validate() throws {
+        guard SelfTestConfiguration.threadLimit.contains(threads) else {
+            throw ValidationError("--threads must be between \(SelfTestConfiguration.threadLimit.lowerBound) and \(SelfTestConfiguration.threadLimit.upperBound)")
+        }
+        guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+    }
 
     func run() throws {
-        Console.err("error: selftest is not built yet")
-        throw ExitCode(1)
+        try runReportingErrors { try runChecks() }
     }
+
+    private func runChecks() throws {
+        var configuration = SelfTestConfiguration()
+        configuration.selection = protection
+        configuration.threads = threads
+        configuration.timeoutSeconds = timeout
+        let probe: KernelProbe
+        do { probe = try KernelProbe.run() } catch { throw AgentError.unsupported(error.description) }
+        let selfTest = SelfTest(probe: probe, configuration: configuration)
+        let backends = try selfTest.backends()
+        selfTest.header(testing: backends).forEach(note)
+        let start = DispatchTime.now().uptimeNanoseconds
+        let results = selfTest.run(backends) { result in
+            if !json { Console.out(result.line) }
+        }
+        if json { Console.out(ReportFormatting.json(results)) }
+        note(SelfTest.verdict(results, seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
+        if results.contains(where: { !$0.passed }) { throw ExitCode(1) }
+    }
+
+    /// A line about the run: on stdout, or on stderr with --json so that stdout carries only the JSON array.
+    private func note(_ line: String) {
+        if json { Console.err(line) } else { Console.out(line) }
+    }
+}
+
+extension BackendSelection: ExpressibleByArgument {
+    public static var allValueStrings: [String] { argumentNames }
 }
