@@ -32,7 +32,7 @@ public protocol ProtectionBackend: AnyObject, Sendable {
     func register() throws(AgentError)
     /// Makes pages that were written through the io view (pre-copy) accessible to the guest.
     func activate(first: Int, count: Int) throws(AgentError)
-    /// Protects present pages so that the guest's next read or write traps.
+    /// Protects present, not yet protected pages so that the guest's next read or write traps.
     func protect(first: Int, count: Int) throws(AgentError)
     /// Resolves a protected page: `fresh` holds new bytes, nil means the held copy is still right.
     func refresh(page: Int, fresh: UnsafeRawPointer?) throws(AgentError)

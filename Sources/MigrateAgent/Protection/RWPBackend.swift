@@ -16,13 +16,27 @@ public final class RWPBackend: ProtectionBackend {
         self.arena = arena
     }
 
-    public func register() throws(AgentError) { try registerGuestView([.missing, .readWriteProtect]) }
+    public func register() throws(AgentError) {
+        // A file THP split drops RWP marks (rwp-abi.md): keep the guest view in small pages.
+        _ = madvise(arena.guestBase, arena.size, MADV_NOHUGEPAGE)
+        try registerGuestView([.missing, .readWriteProtect])
+    }
 
     /// Io-view pages are in the page cache, so a guest access maps them without a trap.
     public func activate(first: Int, count: Int) throws(AgentError) {}
 
+    /// Precondition: the pages are not protected yet. Populating maps them
+    /// first, and populating a page that would fault (absent, or already
+    /// protected) would block this thread, the one that resolves faults; so
+    /// only pages in the page cache are populated, and absent ones are refused.
     public func protect(first: Int, count: Int) throws(AgentError) {
-        // Populate the PTEs first (only present pages: an absent one would fault to us).
+        var resident = [UInt8](repeating: 0, count: count)
+        guard mincore(arena.ioPage(first), count * arena.pageSize, &resident) == 0 else {
+            throw .system("mincore on pages \(first)..<\(first + count): \(String(cString: strerror(errno)))")
+        }
+        if let absent = resident.firstIndex(where: { $0 & 1 == 0 }) {
+            throw .migrationFailed("cannot protect page \(first + absent): it was never received")
+        }
         let start = arena.guestPage(first)
         let length = count * arena.pageSize
         guard madvise(start, length, 22 /* MADV_POPULATE_READ, Linux 5.14 */) == 0 else {
