@@ -171,7 +171,8 @@ public final class DestinationAgent: @unchecked Sendable {
         }
         report.pagesProtectedAtSwitchover = tracker.staleCount
         phase = .migrating
-        let guest = DestinationGuest(arena: arena, versions: versions, tracker: tracker, configuration: configuration.guest)
+        let guest = DestinationGuest(arena: arena, versions: versions, tracker: tracker, touchLog: phases.touchLog,
+                                     configuration: configuration.guest)
         self.guest = guest
         guest.start()
         report.switchoverApplyMillis = Double(EventLoop.nowNanos() - applyStart) / 1e6
@@ -424,6 +425,10 @@ public final class DestinationAgent: @unchecked Sendable {
         report.phases = phases.summary
         guard let guest else { return }
         let finished = guest.wait(seconds: configuration.guestDeadlineSeconds)
+        if finished {
+            phases.collectWakeUps(pageCount: arena.pageCount)
+            report.phases = phases.summary
+        }
         var summary = GuestSummary(threads: configuration.guest.threads, pattern: configuration.guest.pattern)
         summary.finished = finished
         var latency = LatencySummary.makeHistogram()

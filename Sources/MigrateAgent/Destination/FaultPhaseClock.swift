@@ -1,12 +1,18 @@
 import Histogram
 
 /// Timestamps of the demand faults in flight, per page, and histograms of the
-/// phases they went through (fault read, request written, page received,
-/// resolved). Flat arrays allocated once: nothing per fault.
-/// Threading: the destination's loop thread only.
+/// phases they went through: delivered (guest access until the loop read the
+/// fault), request written, page received, resolved, and woken (resolved until
+/// the guest ran again). Flat arrays allocated once: nothing per fault.
+/// Threading: the destination's loop thread only, except `collectWakeUps`,
+/// called after the guest threads were joined.
 final class FaultPhaseClock {
+    let touchLog: TouchLog
     private let faultRead: UnsafeMutablePointer<UInt64>
     private let requestWritten: UnsafeMutablePointer<UInt64>
+    private let resolvedAt: UnsafeMutablePointer<UInt64>
+    private var deliveredHistogram = LatencySummary.makeHistogram()
+    private var wokenHistogram = LatencySummary.makeHistogram()
     private var batch: [Int] = []
     private var writtenHistogram = LatencySummary.makeHistogram()
     private var receivedHistogram = LatencySummary.makeHistogram()
@@ -14,6 +20,9 @@ final class FaultPhaseClock {
     private var totalHistogram = LatencySummary.makeHistogram()
 
     init(pageCount: Int) {
+        touchLog = TouchLog(pageCount: pageCount)
+        resolvedAt = .allocate(capacity: pageCount)
+        resolvedAt.initialize(repeating: 0, count: pageCount)
         faultRead = .allocate(capacity: pageCount)
         faultRead.initialize(repeating: 0, count: pageCount)
         requestWritten = .allocate(capacity: pageCount)
@@ -22,6 +31,7 @@ final class FaultPhaseClock {
     }
 
     deinit {
+        resolvedAt.deallocate()
         faultRead.deallocate()
         requestWritten.deallocate()
     }
@@ -29,6 +39,8 @@ final class FaultPhaseClock {
     /// A fault on `page` was read and its request queued.
     func requested(_ page: Int, at now: UInt64) {
         faultRead[page] = now
+        let touched = touchLog.start(of: page)
+        if touched != 0 && touched <= now { _ = deliveredHistogram.record(now - touched) }
         if batch.count < batch.capacity { batch.append(page) }
     }
 
@@ -47,11 +59,22 @@ final class FaultPhaseClock {
         _ = receivedHistogram.record(received > written ? received - written : 0)
         _ = resolvedHistogram.record(resolved > received ? resolved - received : 0)
         _ = totalHistogram.record(resolved - read)
+        resolvedAt[page] = resolved
         faultRead[page] = 0
     }
 
+    /// After the guest threads ended: how long each resolved fault took to resume its thread.
+    func collectWakeUps(pageCount: Int) {
+        for page in 0..<pageCount where resolvedAt[page] != 0 {
+            let end = touchLog.end(of: page)
+            if end >= resolvedAt[page] { _ = wokenHistogram.record(end - resolvedAt[page]) }
+        }
+    }
+
     var summary: FaultPhases {
-        FaultPhases(requestWritten: LatencySummary(writtenHistogram), pageReceived: LatencySummary(receivedHistogram),
-                    resolved: LatencySummary(resolvedHistogram), total: LatencySummary(totalHistogram))
+        FaultPhases(delivered: LatencySummary(deliveredHistogram),
+                    requestWritten: LatencySummary(writtenHistogram), pageReceived: LatencySummary(receivedHistogram),
+                    resolved: LatencySummary(resolvedHistogram), woken: LatencySummary(wokenHistogram),
+                    total: LatencySummary(totalHistogram))
     }
 }

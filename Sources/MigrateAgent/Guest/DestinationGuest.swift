@@ -37,16 +37,19 @@ public final class DestinationGuest: @unchecked Sendable {
     let arena: Arena
     let versions: GuestVersions
     let tracker: PageTracker
+    let touchLog: TouchLog?
     let configuration: Configuration
     private let threads = GuestThreads()
     private let resultSlots: UnsafeMutablePointer<ThreadResult>
     /// Set when the migration failed: threads stop at their next access.
     public let abort = Atomic<Bool>(false)
 
-    public init(arena: Arena, versions: GuestVersions, tracker: PageTracker, configuration: Configuration) {
+    public init(arena: Arena, versions: GuestVersions, tracker: PageTracker, touchLog: TouchLog? = nil,
+                configuration: Configuration) {
         self.arena = arena
         self.versions = versions
         self.tracker = tracker
+        self.touchLog = touchLog
         self.configuration = configuration
         resultSlots = .allocate(capacity: configuration.threads)
         resultSlots.initialize(repeating: ThreadResult(), count: configuration.threads)
@@ -75,11 +78,14 @@ public final class DestinationGuest: @unchecked Sendable {
         for page in order {
             if abort.load(ordering: .relaxed) { break }
             let address = arena.guestPage(page)
+            let first = !touched[page / n]
             let start = EventLoop.nowNanos()
+            if first { touchLog?.started(page, at: start) }
             _ = guest_read_u64(address)  // the access that faults when the page is not here yet
             let end = EventLoop.nowNanos()
             result.pointee.accesses += 1
-            if !touched[page / n] {
+            if first {
+                touchLog?.ended(page, at: end)
                 touched[page / n] = true
                 result.pointee.pagesTouched += 1
                 if tracker.wasDemandFetched(page) {

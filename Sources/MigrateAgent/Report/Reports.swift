@@ -55,12 +55,16 @@ public struct DestinationReport: Codable, Sendable {
 
 /// Where a demand fault's time goes on the destination.
 public struct FaultPhases: Codable, Sendable {
+    /// Guest access began until the loop read the fault message (kernel delivery and loop wake-up).
+    public var delivered: LatencySummary
     /// Fault message read from the userfaultfd until the request was handed to the socket.
     public var requestWritten: LatencySummary
     /// Request written until the page's bytes were read from the socket (network and source).
     public var pageReceived: LatencySummary
     /// Page read until `UFFDIO_COPY` (or the unprotect) returned.
     public var resolved: LatencySummary
+    /// Resolved until the guest thread ran again (the kernel waking it).
+    public var woken: LatencySummary
     /// Fault message read until resolved.
     public var total: LatencySummary
 }
