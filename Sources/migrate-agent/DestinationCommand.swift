@@ -12,6 +12,8 @@ struct DestinationCommand: ParsableCommand {
     @Option(help: "Guest access pattern: sequential, random or hotset.") var pattern = AccessPattern.random
     @Option(help: "Fraction of guest accesses that also write.") var writeRatio = 0.2
     @Option(help: "Seconds without data from the source before giving up.") var peerTimeout = 10.0
+    @Option(help: "Microseconds the loop keeps polling instead of sleeping after demand activity (0: off).")
+    var busyPoll = 50
     @Option(help: "Write the report as JSON to this file.") var reportJson: String?
     @Option(help: "Write the guest's demand-fault latencies (an HdrHistogram of nanoseconds, JSON) to this file.")
     var latencyHistogram: String?
@@ -31,6 +33,7 @@ struct DestinationCommand: ParsableCommand {
         configuration.guest.pattern = pattern
         configuration.guest.writeRatio = writeRatio
         configuration.peerTimeoutSeconds = peerTimeout
+        configuration.busyPollMicros = busyPoll
         configuration.progress = { Console.err($0) }
         try runReportingErrors {
             configuration.source = try SocketAddress(parsing: connect)

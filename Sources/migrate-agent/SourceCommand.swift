@@ -16,6 +16,8 @@ struct SourceCommand: ParsableCommand {
     @Option(help: "How pre-copy finds dirtied pages: pagemap-scan, sync-wp or auto.") var dirtyTracking = "auto"
     @Flag(inversion: .prefixedNo, help: "Stream every page in the background (off: pages move only on demand).")
     var background = true
+    @Option(help: "Microseconds the loop keeps polling instead of sleeping after demand activity (0: off).")
+    var busyPoll = 50
     @Option(help: "Write the report as JSON to this file.") var reportJson: String?
     @Flag(help: "Print the report as JSON on stdout.") var json = false
 
@@ -31,6 +33,7 @@ struct SourceCommand: ParsableCommand {
         configuration.guestThreads = guestThreads
         configuration.dirtyRate = dirtyRate
         configuration.background = background
+        configuration.busyPollMicros = busyPoll
         configuration.precopyRounds = precopyRounds
         configuration.convergePages = convergePages
         if dirtyTracking != "auto" {

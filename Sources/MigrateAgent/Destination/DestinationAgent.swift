@@ -37,6 +37,17 @@ public final class DestinationAgent: @unchecked Sendable {
     private var sourceDigest: UInt128?
     private var startNanos: UInt64 = 0
     private var lastProgressNanos: UInt64 = 0
+    private var busyPoll: BusyPoll?
+    /// Demand requests sent and not yet answered. While any is, the bulk
+    /// connection is not read: on two cores, decoding and installing background
+    /// pages is what a demand fault would otherwise wait behind.
+    private var outstandingDemand = 0 {
+        didSet {
+            guard configuration.holdBackgroundDuringFaults else { return }
+            if outstandingDemand > 0 && oldValue == 0 { bulk?.holdReading() }
+            if outstandingDemand == 0 && oldValue > 0 { bulk?.resumeReading() }
+        }
+    }
 
     /// Every demand fault's latency as the guest threads measured it, in
     /// nanoseconds (after `run`), for distributions and merging across runs.
@@ -93,7 +104,8 @@ public final class DestinationAgent: @unchecked Sendable {
     // MARK: Handshake
 
     private func connectUrgent() {
-        timer = LoopTimer(loop: loop, everyMillis: 200) { [unowned self] in tick() }
+        timer = LoopTimer(loop: loop, everyMillis: 50) { [unowned self] in tick() }
+        busyPoll = BusyPoll(loop: loop, windowMicros: configuration.busyPollMicros)
         urgent = TCPConnection.connect(loop: loop, to: configuration.source, name: "urgent", limits: handshakeLimits,
                                        maxFrame: maxFrame) { [unowned self] connection, error in
             if let error {
@@ -232,7 +244,11 @@ public final class DestinationAgent: @unchecked Sendable {
             if n < Self.messageBatch { break }
         }
         urgent?.flush()
-        if now != 0 { phases.flushed(at: EventLoop.nowNanos()) }
+        if now != 0 {
+            let flushed = EventLoop.nowNanos()
+            phases.flushed(at: flushed)
+            busyPoll?.extend(from: flushed)
+        }
     }
 
     private func fault(_ page: Int, _ kind: FaultKind, now: UInt64) {
@@ -241,6 +257,7 @@ public final class DestinationAgent: @unchecked Sendable {
         switch (tracker.state(page), kind) {
         case (.absent, .missing):
             report.missingFaults += 1
+            outstandingDemand += 1
             tracker.set(page, .requested)
             urgent?.send(kind: .request, count: 1, arg: UInt64(page))
             phases.requested(page, at: now)
@@ -265,6 +282,7 @@ public final class DestinationAgent: @unchecked Sendable {
     /// Asks for a stale page's fresh bytes, with the hash of the copy held here
     /// so that the source can answer "unchanged" instead of sending the page.
     private func requestFresh(_ page: Int, withHash: Bool, at now: UInt64) {
+        outstandingDemand += 1
         tracker.set(page, .staleRequested)
         if withHash {
             urgent?.send(kind: .request, flags: RequestFlags.hasHash.rawValue, count: 1, arg: UInt64(page),
@@ -303,8 +321,10 @@ public final class DestinationAgent: @unchecked Sendable {
                 break
             }
             var end = i
+            var answered = 0
             while end < count, case let s = tracker.state(first + end), s == .absent || s == .requested {
                 tracker.set(first + end, .present, demand: s == .requested)  // before the wake: the guest reads it
+                if s == .requested { answered += 1 }
                 end += 1
             }
             let outcome: InstallOutcome
@@ -314,6 +334,7 @@ public final class DestinationAgent: @unchecked Sendable {
                 return fail(error.description)
             }
             report.eexistRaces += outcome.alreadyPresent
+            outstandingDemand -= answered
             let resolvedAt = EventLoop.nowNanos()
             for k in i..<end {
                 receivedHashes[first + k] = PageHash.hash(UnsafeRawBufferPointer(start: payload + k * pageSize, count: pageSize))
@@ -322,13 +343,19 @@ public final class DestinationAgent: @unchecked Sendable {
             installed += end - i
             i = end
         }
-        if demand { report.demandPages += installed } else { report.backgroundPages += installed }
+        if demand {
+            report.demandPages += installed
+            busyPoll?.extend(from: receivedAt)  // the woken guest thread is likely to fault again soon
+        } else {
+            report.backgroundPages += installed
+        }
         completeIfDone()
     }
 
     /// Bookkeeping for one page resolved by refresh: state, hash, phases.
     private func pageArrived(_ page: Int, demand: Bool, bytes: UnsafeRawPointer?, receivedAt: UInt64) {
         tracker.set(page, .present, demand: demand)
+        if demand { outstandingDemand -= 1 }
         if let bytes { receivedHashes[page] = PageHash.hash(UnsafeRawBufferPointer(start: bytes, count: arena.pageSize)) }
         if demand { phases.resolved(page, received: receivedAt, resolved: EventLoop.nowNanos()) }
     }
@@ -362,6 +389,11 @@ public final class DestinationAgent: @unchecked Sendable {
 
     private func tick() {
         let now = EventLoop.nowNanos()
+        if let bulk, bulk.held, now - bulk.heldSinceNanos > 20_000_000 {
+            // Demand has held the background stream for 20 ms: let it flow until demand goes quiet
+            // and starts again, so the migration always moves on.
+            bulk.resumeReading()
+        }
         let lastHeard = max(startNanos, urgent?.lastReceiveNanos ?? 0, bulk?.lastReceiveNanos ?? 0)
         if phase != .finished, Double(now - lastHeard) / 1e9 > configuration.peerTimeoutSeconds {
             return fail("no data from the source for \(configuration.peerTimeoutSeconds) s (peer timeout)")
@@ -414,6 +446,7 @@ public final class DestinationAgent: @unchecked Sendable {
         backend.release()  // unregister: a guest thread still blocked on a fault retries and goes on
         poller?.close()
         timer?.close()
+        busyPoll?.close()
         urgent?.closeWhenFlushed()
         bulk?.close()
         loop.shutdown()

@@ -8,6 +8,10 @@ public struct DestinationConfiguration: Sendable {
     public var guest = DestinationGuest.Configuration()
     /// With no byte from the source for this long, the migration fails.
     public var peerTimeoutSeconds = 10.0
+    /// Microseconds the loop keeps polling instead of sleeping after demand activity (0: off).
+    public var busyPollMicros = 50
+    /// Hold the background stream while demand requests are outstanding.
+    public var holdBackgroundDuringFaults = true
     /// How long the guest may run after the last page arrived.
     public var guestDeadlineSeconds = 120.0
     /// Check every page of the arena against the guest's versions at the end.

@@ -27,6 +27,7 @@ public final class SourceAgent: @unchecked Sendable {
     /// Continues the stream on the next turn when the socket took everything at once.
     private var pumpAgain: NextTurn?
     private var tracker: (any DirtyTracking)?
+    private var busyPoll: BusyPoll?
     private var round = 0
     private var roundStartNanos: UInt64 = 0
     /// Pages sent since switch-over (on demand or in the background): the stream skips them.
@@ -147,6 +148,7 @@ public final class SourceAgent: @unchecked Sendable {
         urgent = connection
         connection.configureForDemand()
         connection.limits = limits
+        busyPoll = BusyPoll(loop: loop, windowMicros: configuration.busyPollMicros)
         connection.onFrame = { [unowned self] in urgentFrame($0) }
         connection.onClose = { [unowned self] in peerClosed("urgent", $0) }
         connection.send(.welcome(Welcome(pageSize: arena.pageSize, pageCount: UInt64(arena.pageCount), sessionID: sessionID)))
@@ -264,6 +266,7 @@ public final class SourceAgent: @unchecked Sendable {
         let count = Int(frame.header.count)
         let hashes = RequestFlags(rawValue: frame.header.flags).contains(.hasHash) ? frame.payload : nil
         report.demandRequests += 1
+        busyPoll?.extend(from: EventLoop.nowNanos())
         for page in first..<(first + count) {
             sentSinceSwitchover[page] = true
             let bytes = UnsafeRawBufferPointer(start: arena.ioPage(page), count: arena.pageSize)
@@ -347,6 +350,7 @@ public final class SourceAgent: @unchecked Sendable {
         bulk?.close()
         listener?.close()
         pumpAgain?.close()
+        busyPoll?.close()
         loop.shutdown()
     }
 }

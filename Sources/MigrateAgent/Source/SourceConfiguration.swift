@@ -16,6 +16,8 @@ public struct SourceConfiguration: Sendable {
     public var convergePages: Int?
     /// How pre-copy finds dirtied pages (nil: the best the kernel offers).
     public var dirtyTracking: DirtyTrackingMethod?
+    /// Microseconds the loop keeps polling instead of sleeping after a demand request (0: off).
+    public var busyPollMicros = 50
     /// Pages per background frame.
     public var pagesPerFrame = 64
     /// Bytes the background stream may have queued before it waits. Small, so
