@@ -34,8 +34,10 @@ public enum ReportFormatting {
             "  arena              \(ByteSize(bytes: r.arenaBytes)) (\(r.pageCount) pages of \(r.pageSize) bytes)",
             "  pages on demand    \(r.demandPages)",
             "  pages in background \(r.backgroundPages)",
+            "  faults             \(r.missingFaults) missing, \(r.staleFaults) stale; \(r.unchangedPages) stale pages unchanged, \(r.refreshedPages) refreshed",
             "  fault latency      \(micros(r.faultLatencyMicros))",
             "  elapsed            \(String(format: "%.3f", r.elapsedSeconds)) s",
+            "  switch-over        \(r.precopyPages) pages pre-copied, \(r.pagesProtectedAtSwitchover) protected, applied in \(String(format: "%.2f", r.switchoverApplyMillis)) ms",
             "  digest match       \(r.digestMatch ? "yes" : "no")",
         ]
         if let g = r.guest {
@@ -52,8 +54,12 @@ public enum ReportFormatting {
             "  demand requests    \(r.demandRequests) (\(r.demandPagesSent) pages)",
             "  background pages   \(r.backgroundPagesSent)",
             "  guest writes       \(r.guestPagesWritten) pages before switch-over",
+            "  switch-over        \(r.staleAtSwitchover) stale pages, guest paused \(String(format: "%.2f", r.pauseToSwitchoverMillis)) ms until sent; \(r.unchangedAnswers) answered unchanged",
             "  elapsed            \(String(format: "%.3f", r.elapsedSeconds)) s",
         ]
+        for round in r.precopyRounds {
+            lines.append("  pre-copy round \(round.round)   \(round.pagesSent) pages sent, \(round.pagesDirtied) dirtied (\(r.dirtyTracking ?? "?"))")
+        }
         if let e = r.error { lines.append("  error              \(e)") }
         return lines.joined(separator: "\n")
     }
