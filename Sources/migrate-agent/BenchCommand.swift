@@ -1,12 +1,103 @@
 import ArgumentParser
+import Foundation
 import MigrateAgent
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Measure fault latency against same-run baselines.")
+        commandName: "bench", abstract: "Measure fault latency against same-run baselines.",
+        discussion: """
+            Measures, in one run: the kernel's first-touch fault, raw userfaultfd resolution (MISSING + UFFDIO_COPY, \
+            MINOR + UFFDIO_CONTINUE), a loopback TCP round trip and bulk bandwidth between two processes; then agent \
+            scenarios (a real source and destination process each) and idle-guest whole migrations. Scenarios are named \
+            PATTERN-THREADSt-bg|nobg[-BACKEND][-stale], e.g. random-1t-nobg-minor; see --list-scenarios. \
+            Any wrong page, digest mismatch or failed agent fails the run (exit status 1).
+            """)
+
+    @Option(help: "Guest memory of each agent scenario.") var arena = "256MiB"
+    @Option(help: "Comma-separated scenario names, or default, all, none.") var scenarios = "default"
+    @Option(help: "Runs of each scenario and migration (latencies are merged; migrations report the median).")
+    var repetitions = 3
+    @Option(help: "Fraction of guest accesses that also write.") var writeRatio = 0.2
+    @Option(help: "Idle-guest migration sizes, comma-separated, or none.") var migrationSizes = "256MiB,1GiB"
+    @Option(help: "Samples per baseline distribution (faults or round trips).") var baselineSamples = 20_000
+    @Option(help: "Bytes per loopback bandwidth transfer (three transfers).") var bandwidth = "1GiB"
+    @Flag(inversion: .prefixedNo, help: "Also measure the baselines pinned to one CPU and to two (the floor is the lowest).")
+    var pinnedBaselines = true
+    @Option(help: "Passed to both agents as --busy-poll (microseconds; 0: off). Default: the agents' own.")
+    var busyPoll: Int?
+    @Option(help: "Seconds one agent run may take before it is killed and the benchmark fails.") var runTimeout = 180.0
+    @Option(help: "Keep per-run reports and logs in this directory (default: a temporary one, removed on success).")
+    var workDir: String?
+    @Option(help: "Write every figure as JSON to this file.") var json: String?
+    @Option(help: "Write latency distributions (percentile,latency_us) per scenario and baseline to this directory.")
+    var csv: String?
+    @Flag(help: "Print the scenario names and exit.") var listScenarios = false
+    @Option(help: "Print the Markdown results section for this bench JSON file and exit (scripts/bench uses it).")
+    var renderMarkdown: String?
+    @Option(help: "With --render-markdown: the latency CDF image to show.") var image = "docs/latency-cdf.png"
+    @Flag(help: ArgumentHelp("Serve the loopback baselines (a child process of the benchmark).", visibility: .hidden))
+    var rttServer = false
+
+    func validate() throws {
+        guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1") }
+        guard (0...1).contains(writeRatio) else { throw ValidationError("--write-ratio must be between 0 and 1") }
+        guard baselineSamples >= 100 else { throw ValidationError("--baseline-samples must be at least 100") }
+        guard runTimeout > 0 else { throw ValidationError("--run-timeout must be positive") }
+    }
 
     func run() throws {
-        Console.err("error: the benchmark is not built yet")
-        throw ExitCode(1)
+        if rttServer { return try runReportingErrors { try LoopbackServer.run() } }
+        if let renderMarkdown { return try render(renderMarkdown) }
+        var configuration = BenchConfiguration()
+        configuration.arenaSize = try parseSize(arena)
+        configuration.scenarios = scenarios.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        configuration.repetitions = repetitions
+        configuration.writeRatio = writeRatio
+        configuration.migrationSizes = migrationSizes == "none" ? []
+            : try migrationSizes.split(separator: ",").map { try parseSize(String($0)) }
+        configuration.baselineSamples = baselineSamples
+        configuration.bandwidthBytes = try parseSize(bandwidth)
+        configuration.pinnedBaselines = pinnedBaselines
+        configuration.runTimeoutSeconds = runTimeout
+        configuration.busyPollMicros = busyPoll
+        configuration.workDirectory = workDir
+        configuration.commandLine = CommandLine.arguments
+        configuration.progress = { Console.err($0) }
+        if listScenarios { return try list() }
+
+        let runner = BenchRunner(configuration: configuration)
+        let report = runner.run()
+        try runReportingErrors {
+            if let json { try ReportFormatting.write(report, toFile: json) }
+            if let csv, report.succeeded {
+                try LatencyCSV.write(runner.distributions, floors: report.baselines?.floors ?? [], to: csv)
+            }
+        }
+        Console.out(BenchTable.text(report))
+        if !report.succeeded {
+            Console.err("error: the benchmark failed: \(report.error ?? "unknown error")")
+            throw ExitCode(1)
+        }
+    }
+
+    private func list() throws {
+        let probe: KernelProbe
+        do { probe = try KernelProbe.run() } catch {
+            Console.err("error: \(error)")
+            throw ExitCode(1)
+        }
+        Console.out("default:")
+        for s in BenchScenario.defaults(backend: probe.backend, staleAvailable: true) { Console.out("  \(s.name)") }
+        Console.out("all (on this kernel's backends: \(probe.availableBackends.map(\.rawValue).joined(separator: ", "))):")
+        for s in BenchScenario.all(backends: probe.availableBackends, staleAvailable: true) { Console.out("  \(s.name)") }
+        Console.out("(-stale scenarios need hybrid pre-copy in the source; hotset needs bg)")
+    }
+
+    private func render(_ path: String) throws {
+        guard let report = ReportFormatting.read(BenchReport.self, fromFile: path) else {
+            Console.err("error: \(path) is not a readable bench JSON report")
+            throw ExitCode(1)
+        }
+        Console.out(BenchMarkdown.results(report, image: image))
     }
 }

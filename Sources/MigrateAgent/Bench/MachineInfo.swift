@@ -1,0 +1,78 @@
+import Foundation
+import Glibc
+
+/// What machine a benchmark ran on, recorded with every run so its figures
+/// can be judged: kernel, CPU, cores, memory, load, date and commit.
+/// A value type filled on the calling thread.
+public struct MachineInfo: Codable, Sendable {
+    public var kernel: String
+    public var cpuModel: String
+    public var cores: Int
+    public var virtualMachine: Bool
+    public var memoryBytes: Int
+    /// 1, 5 and 15 minute load averages when the run started and ended.
+    public var loadBefore: [Double]
+    public var loadAfter: [Double]
+    /// ISO 8601, UTC.
+    public var date: String
+    public var gitCommit: String?
+    /// Uncommitted changes in the work tree the binary was started from.
+    public var gitDirty: Bool?
+
+    /// Reads everything but `loadAfter`. The commit comes from `MIGRATE_AGENT_COMMIT`
+    /// or, failing that, `git rev-parse HEAD` in the current directory.
+    public static func current() -> MachineInfo {
+        let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        let model = field("model name", in: cpuinfo) ?? field("Model", in: cpuinfo) ?? "unknown"
+        let flags = field("flags", in: cpuinfo) ?? ""
+        let meminfo = (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8)) ?? ""
+        let memKiB = field("MemTotal", in: meminfo).flatMap { Int($0.split(separator: " ").first ?? "") } ?? 0
+        var commit = ProcessInfo.processInfo.environment["MIGRATE_AGENT_COMMIT"]
+        var dirty: Bool?
+        if commit == nil, let head = git(["rev-parse", "HEAD"]), head.count >= 40 {
+            commit = head
+            dirty = git(["status", "--porcelain", "--untracked-files=no"]).map { !$0.isEmpty }
+        }
+        let formatter = ISO8601DateFormatter()
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        return MachineInfo(
+            kernel: KernelProbe.kernelRelease(), cpuModel: model, cores: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))),
+            virtualMachine: flags.split(separator: " ").contains("hypervisor"), memoryBytes: memKiB * 1024,
+            loadBefore: loadAverage(), loadAfter: [], date: formatter.string(from: Date()),
+            gitCommit: commit, gitDirty: dirty)
+    }
+
+    /// The 1, 5 and 15 minute load averages.
+    public static func loadAverage() -> [Double] {
+        var load = [Double](repeating: 0, count: 3)
+        guard getloadavg(&load, 3) == 3 else { return [] }
+        return load.map { ($0 * 100).rounded() / 100 }
+    }
+
+    /// The value of the first `key : value` line of a /proc file.
+    static func field(_ key: String, in text: String) -> String? {
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 1)
+            if parts.count == 2, parts[0].trimmingCharacters(in: .whitespaces) == key {
+                return parts[1].trimmingCharacters(in: .whitespaces)
+            }
+        }
+        return nil
+    }
+
+    /// Runs git with `arguments` in the current directory; its trimmed output, or nil.
+    static func git(_ arguments: [String]) -> String? {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["git"] + arguments
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        do { try process.run() } catch { return nil }
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { return nil }
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}

@@ -1,0 +1,175 @@
+import Foundation
+import MigrateAgent
+import Testing
+
+/// Runs the real `migrate-agent bench` in a tiny configuration and checks that
+/// its output is complete and sane: every requested scenario present, every
+/// distribution's percentiles ordered, counts that add up, integrity flags
+/// true. Benchmarks measure; this test never judges a figure's size.
+@Suite("bench smoke test")
+struct BenchSmokeTests {
+    /// The scenarios asked for: two without the background stream (every page is a
+    /// measured demand fault), one with it (some pages arrive in the background),
+    /// and one with stale pages (hybrid pre-copy).
+    static let scenarioNames = ["random-1t-nobg", "sequential-4t-nobg", "random-1t-bg", "random-1t-nobg-stale"]
+    static let arenaBytes = 4 << 20
+    static let deadlineSeconds = 60.0
+
+    @Test("a tiny benchmark run writes complete, sane JSON, CSV and a table")
+    func tinyRun() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("migrate-agent-bench-smoke-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let json = directory.appendingPathComponent("bench.json").path
+        let csv = directory.appendingPathComponent("csv").path
+        let run = try Self.runBench(in: directory, arguments: [
+            "bench", "--arena", "\(Self.arenaBytes)", "--scenarios", Self.scenarioNames.joined(separator: ","),
+            "--repetitions", "1", "--migration-sizes", "8MiB", "--baseline-samples", "300", "--bandwidth", "8MiB",
+            "--no-pinned-baselines", "--run-timeout", "30", "--json", json, "--csv", csv,
+        ])
+        guard let status = run.status else {
+            Issue.record("migrate-agent bench did not finish within \(Self.deadlineSeconds) s (killed); stderr:\n\(run.stderr)")
+            return
+        }
+        try #require(status == 0, "migrate-agent bench exited with \(status); stderr:\n\(run.stderr)")
+
+        let data = try #require(FileManager.default.contents(atPath: json), "no JSON report at \(json)")
+        let report = try JSONDecoder().decode(BenchReport.self, from: data)
+        #expect(report.succeeded && report.error == nil)
+        checkMachine(report.machine)
+        try checkBaselines(report)
+        try checkScenarios(report, csv: csv)
+        checkMigration(report)
+        #expect(Set(report.targets.map(\.id)) == ["p50-vs-floor", "p99-vs-floor", "background-vs-idle", "idle-migration"])
+        for name in report.scenarios.map(\.name) + ["Baselines", "Targets"] {
+            #expect(run.stdout.contains(name), "the table on stdout lacks \(name)")
+        }
+    }
+
+    // MARK: Checks
+
+    func checkMachine(_ m: MachineInfo) {
+        #expect(!m.kernel.isEmpty && !m.cpuModel.isEmpty && !m.date.isEmpty)
+        #expect(m.cores >= 1 && m.memoryBytes > 0)
+        #expect(m.loadBefore.count == 3 && m.loadAfter.count == 3)
+    }
+
+    func checkBaselines(_ report: BenchReport) throws {
+        let b = try #require(report.baselines, "no baselines")
+        checkOrdered(b.firstTouch.latency, "first-touch", nonEmpty: true)
+        for id in ["uffd-missing", "uffd-minor"] {
+            let x = try #require(b.userfaultfd(id, .unpinned), "no unpinned \(id) baseline")
+            checkOrdered(x.latency, id, nonEmpty: true)
+            #expect(x.sameCPUFraction.map { (0...1).contains($0) } ?? false, "\(id): same-CPU fraction missing or out of range")
+        }
+        let rtt = try #require(b.roundTrip(.unpinned), "no unpinned round-trip baseline")
+        checkOrdered(rtt.latency, "loopback-rtt", nonEmpty: true)
+        #expect(b.bandwidth.transfers.count == 3 && b.bandwidth.best > 0 && b.bandwidth.median <= b.bandwidth.best)
+        let floor = try #require(b.floor, "no floor")
+        #expect(floor.p50 > 0 && floor.p50 <= floor.p99)
+        #expect(report.floorAtEnd != nil)
+    }
+
+    func checkScenarios(_ report: BenchReport, csv: String) throws {
+        let expected = try Self.scenarioNames.map { try BenchScenario(parsing: $0, defaultBackend: report.backend).name }
+        #expect(report.scenarios.map(\.name) == expected, "scenarios in the report: \(report.scenarios.map(\.name))")
+        let pages = Self.arenaBytes / 4096
+        for s in report.scenarios {
+            #expect(s.runs.count == 1, "\(s.name): \(s.runs.count) runs")
+            checkOrdered(s.latency, s.name, nonEmpty: isAbsentOnDemand(s))
+            for run in s.runs {
+                #expect(run.integrity.digestMatch && run.integrity.arenaVerified && run.integrity.sourceSawDigestMatch,
+                        "\(s.name): integrity \(run.integrity)")
+                #expect(run.integrity.guestMismatches == 0)
+                if s.scenario.pages == .stale {
+                    #expect(run.precopyPages == pages, "\(s.name): \(run.precopyPages) pages pre-copied of \(pages)")
+                    #expect(run.staleFaults <= run.staleAtSwitchover)
+                } else {
+                    #expect(run.demandPages + run.backgroundPages == pages, "\(s.name): \(run.demandPages) + \(run.backgroundPages) pages")
+                }
+                checkOrdered(run.latency, "\(s.name) run", nonEmpty: isAbsentOnDemand(s))
+                if let phases = run.phases {
+                    for (phase, summary) in [("delivered", phases.delivered), ("written", phases.requestWritten),
+                                             ("received", phases.pageReceived), ("resolved", phases.resolved),
+                                             ("woken", phases.woken), ("total", phases.total)] {
+                        checkOrdered(summary, "\(s.name) phase \(phase)", nonEmpty: false)
+                    }
+                }
+            }
+            if isAbsentOnDemand(s) {
+                // Without the background stream every page is fetched on demand and timed once.
+                #expect(s.faultsMeasured == UInt64(pages), "\(s.name): \(s.faultsMeasured) faults measured of \(pages) pages")
+                #expect(s.faultsPerSecond > 0 && s.touchSeconds > 0)
+                #expect((s.p50OverFloor ?? 0) > 0 && (s.p99OverFloor ?? 0) > 0, "\(s.name): ratios to the floor missing")
+                #expect(s.phases.map { $0.total.count > 0 } ?? false, "\(s.name): no phase breakdown")
+            }
+            let rows = (try? String(contentsOfFile: "\(csv)/\(s.name).csv", encoding: .utf8))?.split(separator: "\n") ?? []
+            #expect(rows.first == "percentile,latency_us", "\(s.name).csv: missing or without its header")
+            if isAbsentOnDemand(s) { #expect(rows.count > 100, "\(s.name).csv: \(rows.count) rows") }
+        }
+        for baseline in ["baseline-uffd-missing", "baseline-loopback-rtt", "floor"] {
+            #expect(FileManager.default.fileExists(atPath: "\(csv)/\(baseline).csv"), "\(baseline).csv missing")
+        }
+    }
+
+    /// Absent pages and no background stream: every page is a timed demand fault.
+    func isAbsentOnDemand(_ s: ScenarioResult) -> Bool { !s.scenario.background && s.scenario.pages == .absent }
+
+    func checkMigration(_ report: BenchReport) {
+        #expect(report.migrations.map(\.arenaBytes) == [8 << 20])
+        for m in report.migrations {
+            #expect(m.seconds > 0 && m.megabytesPerSecond > 0 && (m.fractionOfLoopback ?? 0) > 0)
+            #expect(m.integrity.allSatisfy { $0.digestMatch && $0.arenaVerified && $0.guestMismatches == 0 })
+        }
+    }
+
+    func checkOrdered(_ s: LatencySummary, _ what: String, nonEmpty: Bool, sourceLocation: SourceLocation = #_sourceLocation) {
+        if nonEmpty { #expect(s.count > 0, "\(what): no samples", sourceLocation: sourceLocation) }
+        guard s.count > 0 else { return }
+        #expect(s.p50 > 0 && s.p50 <= s.p90 && s.p90 <= s.p99 && s.p99 <= s.p999 && s.p999 <= s.max,
+                "\(what): percentiles out of order: \(s)", sourceLocation: sourceLocation)
+    }
+
+    // MARK: Running the binary
+
+    /// The `migrate-agent` executable built beside this test bundle (the
+    /// IntegrationTests target depends on it).
+    static var binary: String {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("migrate-agent").path
+    }
+
+    /// Runs the binary with output to files; status nil when it overran the deadline and was killed.
+    static func runBench(in directory: URL, arguments: [String]) throws -> (status: Int32?, stdout: String, stderr: String) {
+        let outPath = directory.appendingPathComponent("stdout.txt")
+        let errPath = directory.appendingPathComponent("stderr.txt")
+        _ = FileManager.default.createFile(atPath: outPath.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errPath.path, contents: nil)
+        let out = try FileHandle(forWritingTo: outPath)
+        let err = try FileHandle(forWritingTo: errPath)
+        let process = Process()
+        // In a session of its own (setsid execs without forking here), so that on the
+        // deadline the benchmark and the agents it started are killed as one group.
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
+        process.arguments = [binary] + arguments
+        process.currentDirectoryURL = directory
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        let exited = DispatchSemaphore(value: 0)
+        process.terminationHandler = { _ in exited.signal() }
+        try process.run()
+        var status: Int32?
+        if exited.wait(timeout: .now() + deadlineSeconds) == .success {
+            process.waitUntilExit()
+            status = process.terminationStatus
+        } else {
+            kill(-process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        try? out.close()
+        try? err.close()
+        let read = { (url: URL) in (try? String(contentsOf: url, encoding: .utf8)) ?? "" }
+        return (status, read(outPath), read(errPath))
+    }
+}
