@@ -38,14 +38,10 @@ struct DestinationCommand: ParsableCommand {
         try runReportingErrors {
             configuration.source = try SocketAddress(parsing: connect)
             let agent = try DestinationAgent(configuration: configuration)
-            let report: DestinationReport
-            do { report = try agent.run() } catch {
-                if let reportJson { try? ReportFormatting.write(agent.currentReport, toFile: reportJson) }
-                throw error
+            _ = try runAgent(reportJson: reportJson, json: json, text: ReportFormatting.text, current: { agent.currentReport }) {
+                try agent.run()
             }
-            if let reportJson { try ReportFormatting.write(report, toFile: reportJson) }
             if let latencyHistogram { try ReportFormatting.write(agent.faultLatencyHistogram, toFile: latencyHistogram) }
-            Console.out(json ? ReportFormatting.json(report) : ReportFormatting.text(report))
         }
     }
 }

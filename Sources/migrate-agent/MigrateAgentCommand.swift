@@ -20,6 +20,22 @@ func runReportingErrors(_ body: () throws -> Void) throws {
     }
 }
 
+/// Runs an agent and reports: the JSON file gets the report also after a
+/// failure (as far as it got), stdout gets it on success.
+func runAgent<Report: Encodable>(
+    reportJson: String?, json: Bool, text: (Report) -> String,
+    current: () -> Report, _ run: () throws -> Report
+) throws -> Report {
+    let report: Report
+    do { report = try run() } catch {
+        if let reportJson { try? ReportFormatting.write(current(), toFile: reportJson) }
+        throw error
+    }
+    if let reportJson { try ReportFormatting.write(report, toFile: reportJson) }
+    Console.out(json ? ReportFormatting.json(report) : text(report))
+    return report
+}
+
 func parseSize(_ text: String) throws -> Int {
     do { return try ByteSize(parsing: text).bytes } catch { throw ValidationError(error.description) }
 }

@@ -47,13 +47,9 @@ struct SourceCommand: ParsableCommand {
         try runReportingErrors {
             configuration.listen = try SocketAddress(parsing: listen)
             let agent = try SourceAgent(configuration: configuration)
-            let report: SourceReport
-            do { report = try agent.run() } catch {
-                if let reportJson { try? ReportFormatting.write(agent.currentReport, toFile: reportJson) }
-                throw error
+            _ = try runAgent(reportJson: reportJson, json: json, text: ReportFormatting.text, current: { agent.currentReport }) {
+                try agent.run()
             }
-            if let reportJson { try ReportFormatting.write(report, toFile: reportJson) }
-            Console.out(json ? ReportFormatting.json(report) : ReportFormatting.text(report))
         }
     }
 }
