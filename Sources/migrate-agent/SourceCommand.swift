@@ -18,6 +18,7 @@ struct SourceCommand: ParsableCommand {
     var background = true
     @Option(help: "Microseconds the loop keeps polling instead of sleeping after demand activity (0: off).")
     var busyPoll = 50
+    @Option(help: "Seconds a destination may leave the stream unread before giving up.") var peerTimeout = 10.0
     @Option(help: "Write the report as JSON to this file.") var reportJson: String?
     @Flag(help: "Print the report as JSON on stdout.") var json = false
 
@@ -25,6 +26,7 @@ struct SourceCommand: ParsableCommand {
         guard precopyRounds >= 0 else { throw ValidationError("--precopy-rounds must be 0 or more") }
         guard guestThreads >= 1 else { throw ValidationError("--guest-threads must be 1 or more") }
         guard dirtyRate >= 0 else { throw ValidationError("--dirty-rate must be 0 or more") }
+        guard peerTimeout > 0 else { throw ValidationError("--peer-timeout must be positive") }
     }
 
     func run() throws {
@@ -34,6 +36,7 @@ struct SourceCommand: ParsableCommand {
         configuration.dirtyRate = dirtyRate
         configuration.background = background
         configuration.busyPollMicros = busyPoll
+        configuration.peerTimeoutSeconds = peerTimeout
         configuration.precopyRounds = precopyRounds
         configuration.convergePages = convergePages
         if dirtyTracking != "auto" {

@@ -165,3 +165,37 @@ struct PermissionTests {
         }
     }
 }
+
+/// The destination dies or freezes: the source ends, non-zero, within a deadline.
+@Suite("a dead destination ends the source", .serialized)
+struct DeadDestinationTests {
+    @Test("a killed destination ends the source at once with a message")
+    func killedDestination() throws {
+        let (source, address) = try AgentHarness.startSource(arena: "256MiB", extra: ["--no-background"])
+        defer { source.terminate() }
+        let destination = try AgentHarness.start([
+            "destination", "--connect", address, "--arena", "256MiB", "--guest-threads", "1", "--pattern", "sequential",
+        ])
+        defer { destination.terminate() }
+        #expect(destination.awaitLine(containing: "switched over", seconds: 60) != nil, "\(destination.capturedOutput)")
+        destination.terminate(signal: SIGKILL)
+        let exit = source.wait(seconds: 20)
+        #expect(exit == 1, "\(source.capturedOutput)")
+        #expect(source.capturedOutput.contains("connection ended before the migration finished"), "\(source.capturedOutput)")
+    }
+
+    @Test("a frozen destination ends the source at the peer timeout")
+    func frozenDestination() throws {
+        let (source, address) = try AgentHarness.startSource(arena: "1GiB", extra: ["--peer-timeout", "2"])
+        defer { source.terminate() }
+        let destination = try AgentHarness.start([
+            "destination", "--connect", address, "--arena", "1GiB", "--guest-threads", "1",
+        ])
+        defer { kill(destination.process.processIdentifier, SIGCONT); destination.terminate() }
+        #expect(destination.awaitLine(containing: "switched over", seconds: 60) != nil, "\(destination.capturedOutput)")
+        kill(destination.process.processIdentifier, SIGSTOP)
+        let exit = source.wait(seconds: 30)
+        #expect(exit == 1, "\(source.capturedOutput)")
+        #expect(source.capturedOutput.contains("peer timeout"), "\(source.capturedOutput)")
+    }
+}

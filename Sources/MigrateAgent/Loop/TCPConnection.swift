@@ -220,6 +220,7 @@ public final class TCPConnection {
         let rc = writer.flush(stream, owner: Unmanaged.passUnretained(self).toOpaque()) { req, status in
             let connection = TCPConnection.from(req!.pointee.data)
             connection.writer.writeCompleted()
+            connection.lastWriteNanos = EventLoop.nowNanos()
             if status < 0 {
                 if !connection.closed { connection.close(.socket("write: \(uvError(status))")) }
                 return
@@ -236,6 +237,9 @@ public final class TCPConnection {
 
     /// Bytes queued and not yet handed to the kernel.
     public var backlog: Int { writer.backlog }
+
+    /// When a queued write last completed: with a backlog, how long the peer has not been reading.
+    public private(set) var lastWriteNanos: UInt64 = EventLoop.nowNanos()
 
     /// Sends an error frame naming the reason, then closes once it is written.
     public func fail(_ code: WireErrorCode, _ message: String, reason: CloseReason? = nil) {

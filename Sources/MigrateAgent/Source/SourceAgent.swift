@@ -28,6 +28,7 @@ public final class SourceAgent: @unchecked Sendable {
     private var pumpAgain: NextTurn?
     private var tracker: (any DirtyTracking)?
     private var busyPoll: BusyPoll?
+    private var watchdog: LoopTimer?
     private var round = 0
     private var roundStartNanos: UInt64 = 0
     /// Pages sent since switch-over (on demand or in the background): the stream skips them.
@@ -149,6 +150,7 @@ public final class SourceAgent: @unchecked Sendable {
         connection.configureForDemand()
         connection.limits = limits
         busyPoll = BusyPoll(loop: loop, windowMicros: configuration.busyPollMicros)
+        watchdog = LoopTimer(loop: loop, everyMillis: 250) { [unowned self] in checkDestinationReads() }
         connection.onFrame = { [unowned self] in urgentFrame($0) }
         connection.onClose = { [unowned self] in peerClosed("urgent", $0) }
         connection.send(.welcome(Welcome(pageSize: arena.pageSize, pageCount: UInt64(arena.pageCount), sessionID: sessionID)))
@@ -323,6 +325,17 @@ public final class SourceAgent: @unchecked Sendable {
         }
     }
 
+    /// A destination that stopped reading (frozen, or its host gone without a
+    /// reset) would leave the stream waiting forever: give up after the peer timeout.
+    private func checkDestinationReads() {
+        guard let bulk, bulk.backlog > 0 else { return }
+        let stalled = Double(EventLoop.nowNanos() - bulk.lastWriteNanos) / 1e9
+        if stalled > configuration.peerTimeoutSeconds {
+            abort("the destination has not read for \(configuration.peerTimeoutSeconds) s (peer timeout); "
+                + "\(bulk.backlog) bytes still queued for it")
+        }
+    }
+
     // MARK: Ending
 
     private func peerClosed(_ which: String, _ reason: TCPConnection.CloseReason) {
@@ -351,6 +364,7 @@ public final class SourceAgent: @unchecked Sendable {
         listener?.close()
         pumpAgain?.close()
         busyPoll?.close()
+        watchdog?.close()
         loop.shutdown()
     }
 }

@@ -18,6 +18,8 @@ public struct SourceConfiguration: Sendable {
     public var dirtyTracking: DirtyTrackingMethod?
     /// Microseconds the loop keeps polling instead of sleeping after a demand request (0: off).
     public var busyPollMicros = 50
+    /// A destination that reads nothing for this long while data waits for it fails the migration.
+    public var peerTimeoutSeconds = 10.0
     /// Pages per background frame.
     public var pagesPerFrame = 64
     /// Bytes the background stream may have queued before it waits. Small, so
