@@ -252,29 +252,25 @@ public final class DestinationAgent: @unchecked Sendable {
     }
 
     private func fault(_ page: Int, _ kind: FaultKind, now: UInt64) {
-        // How this backend reports an access to a protected page.
-        let staleKind: FaultKind = backend.keepsStaleCopy ? .protected : .missing
-        switch (tracker.state(page), kind) {
-        case (.absent, .missing):
+        switch FaultAction.decide(state: tracker.state(page), kind: kind, keepsStaleCopy: backend.keepsStaleCopy) {
+        case .requestAbsent:
             report.missingFaults += 1
             outstandingDemand += 1
             tracker.set(page, .requested)
             urgent?.send(kind: .request, count: 1, arg: UInt64(page))
             phases.requested(page, at: now)
-        case (.stale, staleKind):
+        case .requestStale(let withHash):
             report.staleFaults += 1
-            requestFresh(page, withHash: backend.keepsStaleCopy, at: now)
-        case (.requested, _), (.staleRequested, _):
+            requestFresh(page, withHash: withHash, at: now)
+        case .shareRequest:
             report.sharedFaults += 1
-        case (.present, .missing):
-            // Installed after the fault was queued: its thread may still wait.
+        case .wakeLate:
             report.lateFaults += 1
             try? backend.uffd.wake(arena.guestPage(page), length: arena.pageSize)
-        case (let state, _):
-            // Never resolved blindly: log it, and fetch fresh bytes from the source.
+        case .disagreement:
             report.disagreements += 1
             configuration.progress("destination: error: a \(kind.rawValue) fault on page \(page) disagrees with "
-                + "the tracker, which holds it as \(state); fetching fresh bytes")
+                + "the tracker, which holds it as \(tracker.state(page)); fetching fresh bytes")
             requestFresh(page, withHash: false, at: now)
         }
     }

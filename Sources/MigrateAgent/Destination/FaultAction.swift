@@ -1,0 +1,29 @@
+/// What the destination does with one fault, decided from the tracker's state
+/// of the page and the kind of fault the kernel reported. Pure, so that every
+/// combination is tested; the loop carries the action out.
+public enum FaultAction: Equatable, Sendable {
+    /// An absent page: request it; it will be installed with `UFFDIO_COPY`.
+    case requestAbsent
+    /// A stale page: request fresh bytes, with the held copy's hash when the backend keeps one.
+    case requestStale(withHash: Bool)
+    /// A request for this page is already on its way: this fault waits on it.
+    case shareRequest
+    /// The page was installed after the fault was queued: wake its thread.
+    case wakeLate
+    /// The kind contradicts the tracker: log it as an error and fetch fresh bytes,
+    /// never resolve it blindly.
+    case disagreement
+
+    /// `keepsStaleCopy`: the backend protects pages in place (minor, rwp), so a
+    /// stale page faults as protected; otherwise (missing) it faults as missing.
+    public static func decide(state: PageState, kind: FaultKind, keepsStaleCopy: Bool) -> FaultAction {
+        let staleKind: FaultKind = keepsStaleCopy ? .protected : .missing
+        switch (state, kind) {
+        case (.absent, .missing): return .requestAbsent
+        case (.stale, staleKind): return .requestStale(withHash: keepsStaleCopy)
+        case (.requested, _), (.staleRequested, _): return .shareRequest
+        case (.present, .missing): return .wakeLate
+        default: return .disagreement
+        }
+    }
+}

@@ -1,0 +1,30 @@
+import MigrateAgent
+import Testing
+
+/// The destination's decision for every (tracker state, fault kind, backend) combination.
+@Suite("fault decisions")
+struct FaultActionTests {
+    @Test("a backend that protects in place (minor, rwp)")
+    func protectsInPlace() {
+        func decide(_ s: PageState, _ k: FaultKind) -> FaultAction { .decide(state: s, kind: k, keepsStaleCopy: true) }
+        #expect(decide(.absent, .missing) == .requestAbsent)
+        #expect(decide(.stale, .protected) == .requestStale(withHash: true))
+        #expect(decide(.requested, .missing) == .shareRequest)
+        #expect(decide(.staleRequested, .protected) == .shareRequest)
+        #expect(decide(.present, .missing) == .wakeLate)
+        // Contradictions: a protected fault on a page held as present or absent, a missing one on a stale page.
+        #expect(decide(.present, .protected) == .disagreement)
+        #expect(decide(.absent, .protected) == .disagreement)
+        #expect(decide(.stale, .missing) == .disagreement)
+    }
+
+    @Test("a backend that drops protected pages (missing)")
+    func dropsPages() {
+        func decide(_ s: PageState, _ k: FaultKind) -> FaultAction { .decide(state: s, kind: k, keepsStaleCopy: false) }
+        #expect(decide(.absent, .missing) == .requestAbsent)
+        #expect(decide(.stale, .missing) == .requestStale(withHash: false))
+        #expect(decide(.stale, .protected) == .disagreement)
+        #expect(decide(.present, .protected) == .disagreement)
+        #expect(decide(.requested, .protected) == .shareRequest)
+    }
+}
