@@ -33,5 +33,16 @@ enum AgentHarness {
         return (source, address)
     }
 
+    /// A pair still migrating for a while: demand only (no background stream), one
+    /// sequential guest thread; returned once the destination's guest runs.
+    static func startSlowMigration(sourceExtra: [String] = [], destinationExtra: [String] = []) throws -> (source: AgentProcess, destination: AgentProcess) {
+        let (source, address) = try startSource(arena: "256MiB", extra: ["--no-background"] + sourceExtra)
+        let destination = try start([
+            "destination", "--connect", address, "--arena", "256MiB", "--guest-threads", "1", "--pattern", "sequential",
+        ] + destinationExtra)
+        #expect(destination.awaitLine(containing: "switched over", seconds: 60) != nil, "\(destination.capturedOutput)")
+        return (source, destination)
+    }
+
     enum HarnessError: Error { case notListening }
 }

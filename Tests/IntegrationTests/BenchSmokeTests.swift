@@ -41,7 +41,7 @@ struct BenchSmokeTests {
         try checkScenarios(report, csv: csv)
         checkMigration(report)
         #expect(Set(report.targets.map(\.id)) == ["p50-vs-floor", "p99-vs-floor", "background-vs-idle", "idle-migration"])
-        for name in report.scenarios.map(\.name) + ["Baselines", "Targets"] {
+        for name in report.scenarios.map(\.name) + ["Baselines", "Targets", "local install"] {
             #expect(run.stdout.contains(name), "the table on stdout lacks \(name)")
         }
     }
@@ -120,6 +120,20 @@ struct BenchSmokeTests {
         for m in report.migrations {
             #expect(m.seconds > 0 && m.megabytesPerSecond > 0 && (m.fractionOfLoopback ?? 0) > 0)
             #expect(m.integrity.allSatisfy { $0.digestMatch && $0.arenaVerified && $0.guestMismatches == 0 })
+            // The local install rate of the same bytes, measured just before: two passes, each complete.
+            guard let install = m.localInstall else {
+                Issue.record("idle migration of \(m.arenaBytes) bytes: no local install baseline")
+                continue
+            }
+            #expect(install.bytes == m.arenaBytes && install.bytesPerCopy == 256 << 10 && install.backend == report.backend)
+            #expect(install.passes.count == 2, "\(install.passes.count) local install passes")
+            for p in install.passes {
+                #expect(p.seconds > 0 && p.megabytesPerSecond > 0 && p.microsPerPage > 0, "local install pass \(p)")
+                #expect(p.segmentMicrosPerPage.count == 4 && p.segmentMicrosPerPage.allSatisfy { $0 > 0 }, "local install pass \(p)")
+            }
+            #expect(install.bestMegabytesPerSecond == install.passes.map(\.megabytesPerSecond).max())
+            #expect(install.hashMicrosPerPage > 0)
+            #expect((m.fractionOfLocalInstall ?? 0) > 0, "no fraction of the local install rate")
         }
     }
 

@@ -9,14 +9,8 @@ import Wire
 struct FailureTests {
     @Test("a killed source ends the destination with the count of missing pages")
     func killedSource() throws {
-        // Demand only, one sequential guest thread: the migration is still going when the source dies.
-        let (source, address) = try AgentHarness.startSource(arena: "256MiB", extra: ["--no-background"])
-        defer { source.terminate() }
-        let destination = try AgentHarness.start([
-            "destination", "--connect", address, "--arena", "256MiB", "--guest-threads", "1", "--pattern", "sequential",
-        ])
-        defer { destination.terminate() }
-        #expect(destination.awaitLine(containing: "switched over", seconds: 60) != nil, "\(destination.capturedOutput)")
+        let (source, destination) = try AgentHarness.startSlowMigration()
+        defer { source.terminate(); destination.terminate() }
         source.terminate(signal: SIGKILL)
         let exit = destination.wait(seconds: 20)
         #expect(exit != nil, "the destination did not end within 20 s of the source's death")
@@ -26,14 +20,8 @@ struct FailureTests {
 
     @Test("a frozen source ends the destination at the peer timeout")
     func frozenSource() throws {
-        let (source, address) = try AgentHarness.startSource(arena: "256MiB", extra: ["--no-background"])
-        defer { kill(source.process.processIdentifier, SIGCONT); source.terminate() }
-        let destination = try AgentHarness.start([
-            "destination", "--connect", address, "--arena", "256MiB", "--guest-threads", "2",
-            "--pattern", "sequential", "--peer-timeout", "2",
-        ])
-        defer { destination.terminate() }
-        #expect(destination.awaitLine(containing: "switched over", seconds: 60) != nil, "\(destination.capturedOutput)")
+        let (source, destination) = try AgentHarness.startSlowMigration(destinationExtra: ["--peer-timeout", "2"])
+        defer { kill(source.process.processIdentifier, SIGCONT); source.terminate(); destination.terminate() }
         kill(source.process.processIdentifier, SIGSTOP)
         let exit = destination.wait(seconds: 30)
         #expect(exit != nil && exit != 0, "\(destination.capturedOutput)")
@@ -171,13 +159,8 @@ struct PermissionTests {
 struct DeadDestinationTests {
     @Test("a killed destination ends the source at once with a message")
     func killedDestination() throws {
-        let (source, address) = try AgentHarness.startSource(arena: "256MiB", extra: ["--no-background"])
-        defer { source.terminate() }
-        let destination = try AgentHarness.start([
-            "destination", "--connect", address, "--arena", "256MiB", "--guest-threads", "1", "--pattern", "sequential",
-        ])
-        defer { destination.terminate() }
-        #expect(destination.awaitLine(containing: "switched over", seconds: 60) != nil, "\(destination.capturedOutput)")
+        let (source, destination) = try AgentHarness.startSlowMigration()
+        defer { source.terminate(); destination.terminate() }
         destination.terminate(signal: SIGKILL)
         let exit = source.wait(seconds: 20)
         #expect(exit == 1, "\(source.capturedOutput)")
