@@ -30,21 +30,21 @@ struct AgentPair {
         let files = (source: "\(base).source.json", destination: "\(base).destination.json", histogram: "\(base).latency.json")
         for path in [files.source, files.destination, files.histogram] { try? FileManager.default.removeItem(atPath: path) }
         let before = CPUUsage.snapshot()
-        let source = try BenchChild(
-            name: "source", executable: executable,
+        let source = try AgentProcess(
+            executable: executable,
             arguments: ["source", "--listen", "127.0.0.1:0", "--arena", "\(arenaBytes)", "--report-json", files.source] + sourceOptions,
-            logPath: "\(base).source.log")
+            stderrPath: "\(base).source.log")
         guard let address = source.awaitLine(prefix: "listening on ", seconds: 120) else {
             source.stop(signal: SIGKILL)
-            throw .migrationFailed("\(label): the source did not start listening within 120 s\n\(source.logTail())")
+            throw .migrationFailed("\(label): the source did not start listening within 120 s\n\(source.stderrTail(name: "source"))")
         }
-        let destination: BenchChild
+        let destination: AgentProcess
         do {
-            destination = try BenchChild(
-                name: "destination", executable: executable,
+            destination = try AgentProcess(
+                executable: executable,
                 arguments: ["destination", "--connect", address, "--arena", "\(arenaBytes)",
                             "--report-json", files.destination, "--latency-histogram", files.histogram] + destinationOptions,
-                logPath: "\(base).destination.log")
+                stderrPath: "\(base).destination.log")
         } catch {
             source.stop(signal: SIGKILL)
             throw error
@@ -57,12 +57,13 @@ struct AgentPair {
         let d = ReportFormatting.read(DestinationReport.self, fromFile: files.destination)
         let s = ReportFormatting.read(SourceReport.self, fromFile: files.source)
         func failure(_ reason: String) -> AgentError {
-            .migrationFailed("\(label): \(reason)\n\(source.logTail())\n\(destination.logTail())\n    files: \(base).*")
+            .migrationFailed("\(label): \(reason)\n\(source.stderrTail(name: "source"))\n"
+                + "\(destination.stderrTail(name: "destination"))\n    files: \(base).*")
         }
         guard let destinationExit else { throw failure("the destination did not finish within \(timeoutSeconds) s (killed)") }
-        guard destinationExit == 0 else { throw failure("the destination exited with status \(destinationExit): \(d?.error ?? "no report")") }
+        guard destinationExit == 0 else { throw failure("the destination \(destination.exitDescription): \(d?.error ?? "no report")") }
         guard let sourceExit else { throw failure("the source did not exit after the destination finished (killed)") }
-        guard sourceExit == 0 else { throw failure("the source exited with status \(sourceExit): \(s?.error ?? "no report")") }
+        guard sourceExit == 0 else { throw failure("the source \(source.exitDescription): \(s?.error ?? "no report")") }
         guard let d else { throw failure("the destination wrote no readable report") }
         guard let s else { throw failure("the source wrote no readable report") }
         let integrity = RunIntegrity(digestMatch: d.digestMatch, arenaVerified: d.arenaVerified,

@@ -36,6 +36,44 @@ public struct BandwidthBaseline: Codable, Sendable {
     public var median: Double
 }
 
+/// One pass of the local install baseline (`LocalInstallBaseline`): every page
+/// of a fresh memfd installed with `UFFDIO_COPY` from local memory.
+public struct LocalInstallPass: Codable, Sendable {
+    /// Which pass, in words.
+    public var what: String
+    /// Bytes of another memfd, filled page by page before the pass, held while it ran (0: none).
+    public var heldBytes: Int
+    /// Time of the copies alone (not creating, registering, verifying or freeing the arena).
+    public var seconds: Double
+    /// 10⁶ bytes per second.
+    public var megabytesPerSecond: Double
+    public var microsPerPage: Double
+    /// µs per page in each successive quarter of the arena, in install order:
+    /// whether installing slows down as it reaches memory not touched before.
+    public var segmentMicrosPerPage: [Double]
+    /// Freed memory the guest reported to the host during the pass (KiB), where the kernel counts it.
+    public var reportedFreeKiB: Int?
+}
+
+/// The local install rate measured right before the idle migrations of one
+/// size: the same bytes into a fresh memfd registered as the destination's,
+/// `UFFDIO_COPY` in runs of `bytesPerCopy` from a local buffer, no network.
+public struct LocalInstallRate: Codable, Sendable {
+    public var bytes: Int
+    public var bytesPerCopy: Int
+    /// The destination's backend, whose registration the arena had.
+    public var backend: BackendKind
+    /// The userfaultfd modes registered, in words.
+    public var registration: String
+    /// A fresh memfd; another right after it; another while a filled memfd of the same size is held.
+    public var passes: [LocalInstallPass]
+    /// The fastest pass: what whole migrations are compared with.
+    public var bestMegabytesPerSecond: Double
+    public var bestMicrosPerPage: Double
+    /// The destination's 128-bit hash of a page (it hashes every page it installs), µs per page.
+    public var hashMicrosPerPage: Double
+}
+
 /// The floor for a remote fault on this machine: raw userfaultfd resolution
 /// (MISSING + `UFFDIO_COPY`) plus one loopback round trip, per percentile.
 public struct FaultFloor: Codable, Sendable {

@@ -124,14 +124,48 @@ public enum BenchMarkdown {
         if !r.migrations.isEmpty {
             md.append("### Whole migration of an idle guest")
             md.append("")
-            md.append("| arena | seconds (median) | runs | MB/s | of loopback bandwidth |")
-            md.append("|---|---:|---|---:|---:|")
+            md.append("| arena | seconds (median) | runs | MB/s | of loopback bandwidth | local install MB/s (passes 1, 2, 3) | of local install |")
+            md.append("|---|---:|---|---:|---:|---:|---:|")
             for m in r.migrations {
                 md.append("| \(ByteSize(bytes: m.arenaBytes))\(m.busy ? " ⚠" : "") | \(String(format: "%.3f", m.seconds)) | "
                     + "\(m.runSeconds.map { String(format: "%.3f", $0) }.joined(separator: ", ")) | \(String(format: "%.0f", m.megabytesPerSecond)) | "
-                    + "\(m.fractionOfLoopback.map { String(format: "%.1f%%", $0 * 100) } ?? "—") |")
+                    + "\(m.fractionOfLoopback.map { String(format: "%.1f%%", $0 * 100) } ?? "—") | "
+                    + "\(m.localInstall.map { $0.passes.map { String(format: "%.0f", $0.megabytesPerSecond) }.joined(separator: ", ") } ?? "—") | "
+                    + "\(m.fractionOfLocalInstall.map { String(format: "%.1f%%", $0 * 100) } ?? "—") |")
             }
             md.append("")
+            let installs = r.migrations.compactMap { m in m.localInstall.map { (m.arenaBytes, $0) } }
+            if !installs.isEmpty {
+                md.append("Local install rate, measured right before each size's migrations: every page of a fresh memfd "
+                    + "registered as the destination's (\(installs[0].1.registration)), installed with `UFFDIO_COPY`, "
+                    + "\(ByteSize(bytes: installs[0].1.bytesPerCopy)) per copy from a local buffer, no network. Pass 1: a fresh "
+                    + "memfd; pass 2: another, right after the first was freed; pass 3: another while a memfd of the same size, "
+                    + "filled first, is held (as the source agent holds its arena during a migration on one machine). "
+                    + "µs per page by quarter of the arena, in install order, show whether installing slows down as it goes. "
+                    + "*Handed back*: freed memory the guest reported to the host during the pass (the host backs it again "
+                    + "only when it is touched again). The page hash is the destination's 128-bit hash of every page it installs.")
+                md.append("")
+                md.append("| arena | pass | held | seconds | MB/s | µs/page | µs/page by quarter | handed back MiB | page hash µs/page |")
+                md.append("|---|---|---:|---:|---:|---:|---|---:|---:|")
+                for (bytes, install) in installs {
+                    for (i, p) in install.passes.enumerated() {
+                        md.append("| \(ByteSize(bytes: bytes)) | \(i + 1) | \(p.heldBytes > 0 ? ByteSize(bytes: p.heldBytes).description : "—") | "
+                            + "\(String(format: "%.3f", p.seconds)) | "
+                            + "\(String(format: "%.0f", p.megabytesPerSecond)) | \(String(format: "%.2f", p.microsPerPage)) | "
+                            + p.segmentMicrosPerPage.map { String(format: "%.2f", $0) }.joined(separator: ", ") + " | "
+                            + (p.reportedFreeKiB.map { String(format: "%.0f", Double($0) / 1024) } ?? "—") + " | "
+                            + (i == 0 ? String(format: "%.2f", install.hashMicrosPerPage) : "") + " |")
+                    }
+                }
+                let handedBack = r.migrations.compactMap { m in
+                    m.reportedFreeKiB.map { "\(ByteSize(bytes: m.arenaBytes)): " + $0.map { String(format: "%.0f", Double($0) / 1024) }.joined(separator: ", ") }
+                }
+                if !handedBack.isEmpty {
+                    md.append("")
+                    md.append("Freed memory handed back to the host during each idle migration run, MiB: " + handedBack.joined(separator: "; ") + ".")
+                }
+                md.append("")
+            }
         }
         return md.joined(separator: "\n")
     }

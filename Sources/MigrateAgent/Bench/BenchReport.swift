@@ -2,7 +2,7 @@
 /// in microseconds, rates in bytes (or decimal megabytes) per second.
 /// Value types throughout: built on the benchmark's controlling thread.
 public struct BenchReport: Codable, Sendable {
-    public var formatVersion = 1
+    public var formatVersion = 2
     public var succeeded = false
     public var error: String?
     public var machine: MachineInfo
@@ -108,6 +108,12 @@ public struct MigrationResult: Codable, Sendable {
     public var megabytesPerSecond: Double
     /// Of the loopback bulk bandwidth measured in the same run (its best transfer).
     public var fractionOfLoopback: Double?
+    /// The local install rate of the same bytes, measured right before these migrations.
+    public var localInstall: LocalInstallRate?
+    /// Of that local install rate (its fastest pass).
+    public var fractionOfLocalInstall: Double?
+    /// Freed memory the guest reported to the host during each run (KiB), where the kernel counts it.
+    public var reportedFreeKiB: [Int]?
     public var integrity: [RunIntegrity]
     public var load: [OtherLoad]
     public var busy: Bool

@@ -85,8 +85,17 @@ public final class BenchRunner {
         }
 
         for size in configuration.migrationSizes {
+            configuration.progress("bench: baseline: local install of \(ByteSize(bytes: size)) (UFFDIO_COPY of 256 KiB runs "
+                + "into a fresh memfd registered as the destination's, no network), three passes")
+            let install = try LocalInstallBaseline.measure(bytes: size, backend: probe.backend)
+            configuration.progress("bench: local install of \(ByteSize(bytes: size)): "
+                + install.passes.enumerated().map { i, p in
+                    "pass \(i + 1)\(p.heldBytes > 0 ? " (source-sized memfd held)" : "")"
+                        + String(format: " %.0f MB/s (%.2f µs/page; by quarter ", p.megabytesPerSecond, p.microsPerPage)
+                        + p.segmentMicrosPerPage.map { String(format: "%.2f", $0) }.joined(separator: ", ") + ")"
+                }.joined(separator: ", ") + String(format: "; page hash %.2f µs/page", install.hashMicrosPerPage))
             report.migrations.append(try runMigration(size: size, backend: probe.backend,
-                                                      bandwidth: report.baselines!.bandwidth.best))
+                                                      bandwidth: report.baselines!.bandwidth.best, install: install))
         }
     }
 
@@ -167,16 +176,20 @@ public final class BenchRunner {
 
     // MARK: Whole migrations
 
-    private func runMigration(size: Int, backend: BackendKind, bandwidth: Double) throws(AgentError) -> MigrationResult {
+    private func runMigration(size: Int, backend: BackendKind, bandwidth: Double,
+                              install: LocalInstallRate) throws(AgentError) -> MigrationResult {
         var seconds: [Double] = []
         var integrity: [RunIntegrity] = []
         var load: [OtherLoad] = []
+        var reported: [Int] = []
         for repetition in 1...max(1, configuration.repetitions) {
+            let reportedBefore = MachineInfo.reportedFreeKiB()
             let label = "idle-\(ByteSize(bytes: size).description.replacingOccurrences(of: " ", with: "")).\(repetition)"
             let pair = AgentPair(executable: configuration.executable, directory: workDirectory, label: label,
                                  arenaBytes: size, timeoutSeconds: configuration.runTimeoutSeconds)
             let outcome = try pair.run(sourceOptions: ["--guest-threads", "2", "--dirty-rate", "0", "--background"] + agentOptions,
                                        destinationOptions: ["--protection", backend.rawValue, "--guest-threads", "0"] + agentOptions)
+            if let before = reportedBefore, let after = MachineInfo.reportedFreeKiB() { reported.append(after - before) }
             seconds.append(outcome.destination.elapsedSeconds)
             integrity.append(outcome.integrity)
             load.append(outcome.load)
@@ -189,6 +202,10 @@ public final class BenchRunner {
         return MigrationResult(arenaBytes: size, runSeconds: seconds, seconds: median,
                                megabytesPerSecond: (rate / 1e6).rounded(toPlaces: 1),
                                fractionOfLoopback: bandwidth > 0 ? (rate / bandwidth).rounded(toPlaces: 3) : nil,
+                               localInstall: install,
+                               fractionOfLocalInstall: install.bestMegabytesPerSecond > 0
+                                   ? (rate / 1e6 / install.bestMegabytesPerSecond).rounded(toPlaces: 3) : nil,
+                               reportedFreeKiB: reported.count == seconds.count ? reported : nil,
                                integrity: integrity, load: load, busy: load.contains { $0.isBusy })
     }
 

@@ -56,11 +56,23 @@ public enum BenchTable {
         }
         if !r.migrations.isEmpty {
             out.append("")
-            out.append("Whole migration of an idle guest (background stream only; median of runs)")
+            out.append("Whole migration of an idle guest (background stream only; median of runs), against the loopback "
+                + "bandwidth and the local install rate measured just before (UFFDIO_COPY into a fresh memfd, no network)")
             for m in r.migrations {
                 out.append("  " + pad(ByteSize(bytes: m.arenaBytes).description, 8)
                     + String(format: "%7.3f s  %7.0f MB/s  %5.1f%% of loopback bandwidth", m.seconds, m.megabytesPerSecond,
-                             (m.fractionOfLoopback ?? 0) * 100) + (m.busy ? "  (busy)" : ""))
+                             (m.fractionOfLoopback ?? 0) * 100)
+                    + (m.fractionOfLocalInstall.map { String(format: "  %5.1f%% of local install", $0 * 100) } ?? "")
+                    + (m.busy ? "  (busy)" : ""))
+                if let install = m.localInstall {
+                    for (i, p) in install.passes.enumerated() {
+                        out.append("    local install pass \(i + 1): " + String(format: "%7.0f MB/s  %5.2f µs/page", p.megabytesPerSecond, p.microsPerPage)
+                            + "  by quarter " + p.segmentMicrosPerPage.map { String(format: "%.2f", $0) }.joined(separator: ", ")
+                            + (p.reportedFreeKiB.map { String(format: "  handed back %.0f MiB", Double($0) / 1024) } ?? "")
+                            + (p.heldBytes > 0 ? "  (\(ByteSize(bytes: p.heldBytes)) filled memfd held)" : ""))
+                    }
+                    out.append(String(format: "    page hash: %.2f µs/page", install.hashMicrosPerPage))
+                }
             }
         }
         if !r.targets.isEmpty {
@@ -99,6 +111,11 @@ public enum BenchTable {
                 + "agents are not pinned, baselines are shown unpinned and pinned (same-cpu, cross-cpu).",
         ]
         if m.cores > 2 { lines[3] = "\(m.cores) cores; agents are not pinned, baselines are shown unpinned and pinned." }
+        if let order = m.freePageReportingOrder {
+            lines.append("memory: the guest hands freed memory back to the host (virtio-balloon free page reporting, "
+                + "blocks of \(ByteSize(bytes: (1 << order) * Arena.systemPageSize))); the host backs it again only when it is "
+                + "touched again, so installing into memory not used lately is slower (see the local install rate)")
+        }
         return lines
     }
 

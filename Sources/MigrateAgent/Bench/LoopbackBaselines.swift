@@ -8,18 +8,18 @@ import Glibc
 /// Threading: the controlling thread calls `measure…`; each measurement runs
 /// on a measurement thread of its own (so that pinning it leaves the caller alone).
 final class LoopbackBaselines {
-    private let server: BenchChild
+    private let server: AgentProcess
     private let port: UInt16
     private let cores: Int
 
     init(executable: String, logDirectory: String, cores: Int) throws(AgentError) {
         self.cores = cores
-        server = try BenchChild(name: "rtt-server", executable: executable, arguments: ["bench", "--rtt-server"],
-                                logPath: "\(logDirectory)/rtt-server.log")
+        server = try AgentProcess(executable: executable, arguments: ["bench", "--rtt-server"],
+                                  stderrPath: "\(logDirectory)/rtt-server.log")
         guard let address = server.awaitLine(prefix: "listening on ", seconds: 30),
               let port = address.split(separator: ":").last.flatMap({ UInt16($0) }) else {
             server.stop(signal: SIGKILL)
-            throw .system("the loopback server did not start listening\n\(server.logTail())")
+            throw .system("the loopback server did not start listening\n\(server.stderrTail(name: "rtt-server"))")
         }
         self.port = port
     }

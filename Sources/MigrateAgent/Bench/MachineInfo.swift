@@ -18,6 +18,11 @@ public struct MachineInfo: Codable, Sendable {
     public var gitCommit: String?
     /// Uncommitted changes in the work tree the binary was started from.
     public var gitDirty: Bool?
+    /// The guest hands freed memory back to its host (virtio-balloon free page
+    /// reporting, in blocks of 2^order pages): memory freed and reported is
+    /// backed again by the host only when touched again, which is slow. nil when
+    /// it does not (or this is no virtual machine).
+    public var freePageReportingOrder: Int?
 
     /// Reads everything but `loadAfter`. The commit comes from `MIGRATE_AGENT_COMMIT`
     /// or, failing that, `git rev-parse HEAD` in the current directory.
@@ -39,7 +44,29 @@ public struct MachineInfo: Codable, Sendable {
             kernel: KernelProbe.kernelRelease(), cpuModel: model, cores: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))),
             virtualMachine: flags.split(separator: " ").contains("hypervisor"), memoryBytes: memKiB * 1024,
             loadBefore: loadAverage(), loadAfter: [], date: formatter.string(from: Date()),
-            gitCommit: commit, gitDirty: dirty)
+            gitCommit: commit, gitDirty: dirty, freePageReportingOrder: freePageReportingOrder())
+    }
+
+    /// The free page reporting order when a virtio-balloon device with free page
+    /// reporting (feature bit 5) is present, else nil.
+    static func freePageReportingOrder() -> Int? {
+        let devices = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/bus/virtio/devices")) ?? []
+        let reporting = devices.contains { name in
+            let base = "/sys/bus/virtio/devices/\(name)"
+            let id = (try? String(contentsOfFile: "\(base)/device", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            let features = (try? String(contentsOfFile: "\(base)/features", encoding: .utf8)) ?? ""
+            return id == "0x0005" && features.count > 5 && Array(features)[5] == "1"
+        }
+        guard reporting else { return nil }
+        let order = try? String(contentsOfFile: "/sys/module/page_reporting/parameters/page_reporting_order", encoding: .utf8)
+        return order.flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    /// KiB of freed memory the guest has reported to the host so far, where the
+    /// kernel counts it (`page_reporting.reported_kib`, not in every kernel); else nil.
+    static func reportedFreeKiB() -> Int? {
+        (try? String(contentsOfFile: "/sys/module/page_reporting/parameters/reported_kib", encoding: .utf8))
+            .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
     }
 
     /// The 1, 5 and 15 minute load averages.

@@ -3,7 +3,8 @@ import Foundation
 /// A `migrate-agent` child process (source or destination), with its stdout
 /// read on a thread of its own so that a line can be awaited with a deadline
 /// and the pipe never fills. stderr is passed through (progress lines), or
-/// captured into the same output when `captureStderr` is set (tests).
+/// captured into the same output when `captureStderr` is set (tests), or
+/// written to the file `stderrPath` (the benchmark keeps each agent's log).
 /// Threading: the controlling thread calls its methods; the reader thread only
 /// appends to `output` under `lock`.
 public final class AgentProcess: @unchecked Sendable {
@@ -12,22 +13,39 @@ public final class AgentProcess: @unchecked Sendable {
     private let lock = NSCondition()
     private var output = ""
     private var closed = false
+    /// The file stderr goes to, when one was given.
+    public let stderrPath: String?
 
     /// The running binary, so the demo starts the same build it is part of.
     public static var currentExecutable: String {
         (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     }
 
+    /// `stderrPath`: the child's stderr goes to this file (created or truncated);
+    /// it cannot be combined with `captureStderr`.
     public init(executable: String = AgentProcess.currentExecutable, arguments: [String],
-                captureStderr: Bool = false) throws(AgentError) {
+                captureStderr: Bool = false, stderrPath: String? = nil) throws(AgentError) {
+        precondition(!(captureStderr && stderrPath != nil), "stderr is either captured or written to a file")
+        self.stderrPath = stderrPath
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.standardOutput = stdout
         if captureStderr { process.standardError = stdout }
+        var log: FileHandle?
+        if let stderrPath {
+            guard FileManager.default.createFile(atPath: stderrPath, contents: nil),
+                  let handle = FileHandle(forWritingAtPath: stderrPath) else {
+                throw .system("cannot create the log \(stderrPath)")
+            }
+            log = handle
+            process.standardError = handle
+        }
         process.standardInput = FileHandle.nullDevice
         do { try process.run() } catch {
+            try? log?.close()
             throw .system("cannot start \(executable): \(error.localizedDescription)")
         }
+        try? log?.close()  // the child holds its own descriptor
         let handle = stdout.fileHandleForReading
         Thread.detachNewThread { [self] in
             while true {
@@ -89,6 +107,17 @@ public final class AgentProcess: @unchecked Sendable {
 
     public func terminate(signal: Int32 = SIGKILL) {
         if process.isRunning { kill(process.processIdentifier, signal) }
+    }
+
+    /// The child's process id.
+    public var pid: pid_t { process.processIdentifier }
+
+    /// The last `lines` lines of the stderr file (`stderrPath`), each prefixed
+    /// with `name`, for a failure message; empty without a file.
+    public func stderrTail(lines: Int = 8, name: String) -> String {
+        guard let stderrPath else { return "" }
+        let text = (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").suffix(lines).map { "    \(name): \($0)" }.joined(separator: "\n")
     }
 
     public var capturedOutput: String {
