@@ -1,3 +1,4 @@
+import CUffd
 import Foundation
 import Wire
 
@@ -316,6 +317,9 @@ public final class SourceAgent: @unchecked Sendable {
         let loop = self.loop
         let agent = self
         Thread.detachNewThread {
+            // Lowest priority: it runs while demand faults are served, and on a busy
+            // machine it must not take the CPU from the loop that serves them.
+            setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(cuffd_gettid()), 19)
             let value = ArenaDigest.of(arena: UnsafeRawBufferPointer(start: arena.ioBase, count: arena.size), pageSize: arena.pageSize)
             loop.execute {
                 agent.digest = value
