@@ -12,8 +12,10 @@ struct FaultActionTests {
         #expect(decide(.requested, .missing) == .shareRequest)
         #expect(decide(.staleRequested, .protected) == .shareRequest)
         #expect(decide(.present, .missing) == .wakeLate)
-        // Contradictions: a protected fault on a page held as present or absent, a missing one on a stale page.
-        #expect(decide(.present, .protected) == .disagreement)
+        // A protected fault on a present page is the COPY-in-flight race: map what is held,
+        // never fetch again (the guest may have written the page since).
+        #expect(decide(.present, .protected) == .mapHeld)
+        // Contradictions: a protected fault on an absent page, a missing one on a stale page.
         #expect(decide(.absent, .protected) == .disagreement)
         #expect(decide(.stale, .missing) == .disagreement)
     }
@@ -24,7 +26,7 @@ struct FaultActionTests {
         #expect(decide(.absent, .missing) == .requestAbsent)
         #expect(decide(.stale, .missing) == .requestStale(withHash: false))
         #expect(decide(.stale, .protected) == .disagreement)
-        #expect(decide(.present, .protected) == .disagreement)
+        #expect(decide(.present, .protected) == .mapHeld)
         #expect(decide(.requested, .protected) == .shareRequest)
     }
 }

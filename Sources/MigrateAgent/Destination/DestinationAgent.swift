@@ -269,6 +269,9 @@ public final class DestinationAgent: @unchecked Sendable {
         case .wakeLate:
             report.lateFaults += 1
             try? backend.uffd.wake(arena.guestPage(page), length: arena.pageSize)
+        case .mapHeld:
+            report.heldPagesMapped += 1
+            do { try backend.refresh(page: page, fresh: nil) } catch { fail(error.description) }
         case .disagreement:
             report.disagreements += 1
             configuration.progress("destination: error: a \(kind.rawValue) fault on page \(page) disagrees with "

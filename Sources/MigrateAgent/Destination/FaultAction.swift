@@ -10,6 +10,11 @@ public enum FaultAction: Equatable, Sendable {
     case shareRequest
     /// The page was installed after the fault was queued: wake its thread.
     case wakeLate
+    /// A protected (MINOR or RWP) fault on a page held as present. With shmem,
+    /// `UFFDIO_COPY` puts the page in the page cache before it maps it, so an
+    /// access in between faults as MINOR: the bytes in place are the right ones.
+    /// Map what is held; never fetch the page again, the guest may have written it since.
+    case mapHeld
     /// The kind contradicts the tracker: log it as an error and fetch fresh bytes,
     /// never resolve it blindly.
     case disagreement
@@ -23,6 +28,7 @@ public enum FaultAction: Equatable, Sendable {
         case (.stale, staleKind): return .requestStale(withHash: keepsStaleCopy)
         case (.requested, _), (.staleRequested, _): return .shareRequest
         case (.present, .missing): return .wakeLate
+        case (.present, .protected): return .mapHeld
         default: return .disagreement
         }
     }

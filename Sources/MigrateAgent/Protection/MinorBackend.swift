@@ -40,7 +40,9 @@ public final class MinorBackend: ProtectionBackend {
             done += max(0, Int(result.bytes) / arena.pageSize)
             if result.succeeded { return }
             if result.alreadyPresent {
-                done += 1  // already mapped: nothing to do for that page
+                // Already mapped (a COPY mapped it meanwhile): wake whoever waited on it.
+                try? uffd.wake(arena.guestPage(first + done), length: arena.pageSize)
+                done += 1
             } else if result.errno != EAGAIN {
                 throw .system(UffdError("UFFDIO_CONTINUE of page \(first + done)", code: result.errno).description)
             }

@@ -19,6 +19,8 @@ public struct DestinationReport: Codable, Sendable {
     public var sharedFaults = 0
     /// Fault messages for pages installed meanwhile (woken, not requested).
     public var lateFaults = 0
+    /// Protected faults on pages already present (a COPY was mapping them): the held page was mapped.
+    public var heldPagesMapped = 0
     /// Faults whose kind disagreed with the tracker (logged as errors).
     public var disagreements = 0
     /// Faults on absent pages (requested, resolved with `UFFDIO_COPY`).
