@@ -5,14 +5,15 @@ import Glibc
 /// and serves one connection at a time, chosen by its first byte:
 /// - `r` (round trips): reads a 16-byte request, answers 4 KiB, until EOF;
 /// - `b` (bulk): reads a little-endian UInt64 byte count and streams that many bytes.
-/// It exits when no connection comes for `idleSeconds`, so it never outlives
-/// a benchmark that died. Threading: runs on the calling thread.
+/// The benchmark stops it when done; it also exits when no connection comes
+/// for `idleSeconds` (longer than a full run, which re-measures the floor after
+/// all scenarios), so it never outlives a benchmark that died. Threading: runs on the calling thread.
 public enum LoopbackServer {
     public static let requestSize = 16
     public static let replySize = 4096
     static let bulkChunk = 1 << 20
 
-    public static func run(idleSeconds: Double = 60) throws(AgentError) {
+    public static func run(idleSeconds: Double = 1800) throws(AgentError) {
         let (listener, port) = try LoopbackSocket.listen()
         Console.out("listening on 127.0.0.1:\(port)")
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: bulkChunk, alignment: 4096)
