@@ -8,36 +8,8 @@ import Testing
 // a deadline; on a deadline the arena is unregistered, so the blocked threads
 // wake up and the test fails with a message instead of hanging.
 
-/// A Foundation thread running `body` once, joined with a deadline.
-final class GuestThread<Result: Sendable>: @unchecked Sendable {
-    let name: String
-    private let finished = DispatchSemaphore(value: 0)
-    private let lock = NSLock()
-    private var result: Result?
-    private var joined = false
-
-    /// Starts the thread now. `body` must keep alive what it touches (capture the arena).
-    init(_ name: String, _ body: @escaping @Sendable () -> Result) {
-        self.name = name
-        let thread = Thread { [self] in
-            let value = body()
-            lock.withLock { result = value }
-            finished.signal()
-        }
-        thread.name = name
-        thread.stackSize = 1 << 20
-        thread.start()
-    }
-
-    /// The thread's result, or nil when it is still running at `deadline`.
-    func join(until deadline: DispatchTime) -> Result? {
-        if !lock.withLock({ joined }) {
-            guard finished.wait(timeout: deadline) == .success else { return nil }
-            lock.withLock { joined = true }
-        }
-        return lock.withLock { result }
-    }
-}
+/// The library's deadline-joined thread, under the name these tests use.
+typealias GuestThread = DeadlineThread
 
 /// Lets guest threads start their accesses together (so faults on a shared page overlap).
 final class StartGate: @unchecked Sendable {

@@ -52,7 +52,7 @@ struct PageTrackerTests {
         let states: [PageState] = [.absent, .requested, .present, .stale, .staleRequested]
         let tracker = PageTracker(pageCount: 64)
         var model = [PageState](repeating: .absent, count: 64)
-        var random = SplitMix(seed: 0x5EED)
+        var random = SplitMix64(seed: 0x5EED)  // the library's seeded generator, so failures reproduce
         for step in 0..<5_000 {
             let page = Int(random.next() % 64)
             let state = states[Int(random.next() % UInt64(states.count))]
@@ -86,18 +86,5 @@ struct PageTrackerTests {
         // A later arrival that answered no fault (the background stream) clears it.
         tracker.set(0, .present)
         #expect(!tracker.wasDemandFetched(0))
-    }
-}
-
-/// A deterministic generator, so failures reproduce.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -16,7 +16,7 @@ enum FirstTouchBaseline {
         defer { munmap(mapping, size) }
         nonisolated(unsafe) let base = mapping
         let order = AccessPattern.random.order(pages: Array(0..<pages), seed: seed)
-        let thread = MeasurementThread(name: "bench-first-touch") { () -> LatencySamples in
+        let thread = DeadlineThread("bench-first-touch") { () -> LatencySamples in
             let samples = LatencySamples(capacity: order.count)
             for page in order {
                 let address = base + page * pageSize

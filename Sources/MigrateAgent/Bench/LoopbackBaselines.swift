@@ -39,7 +39,7 @@ final class LoopbackBaselines {
         defer { connection.close() }
         nonisolated(unsafe) let socket = connection
         let warmup = FirstTouchBaseline.warmup(samples)
-        let thread = MeasurementThread(name: "bench-rtt") { () -> LatencySamples? in
+        let thread = DeadlineThread("bench-rtt") { () -> LatencySamples? in
             if placement != .unpinned { CPUPlacement.pin(to: 0) }
             let buffer = UnsafeMutableRawPointer.allocate(byteCount: LoopbackServer.replySize, alignment: 64)
             defer { buffer.deallocate() }
@@ -70,7 +70,7 @@ final class LoopbackBaselines {
         for _ in 0..<transfers {
             let connection = try LoopbackSocket.connect(port: port)
             nonisolated(unsafe) let socket = connection
-            let thread = MeasurementThread(name: "bench-bandwidth") { () -> Double? in
+            let thread = DeadlineThread("bench-bandwidth") { () -> Double? in
                 let chunk = 256 * 1024
                 let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 4096)
                 defer { buffer.deallocate() }

@@ -31,8 +31,8 @@ enum UffdResolutionBaseline {
         case .sameCPU: (0, 0)
         case .crossCPU: (1, 0)
         }
-        let handler = MeasurementThread(name: "bench-uffd-handler") { rig.handle(pinnedTo: handlerCPU) }
-        let faulting = MeasurementThread(name: "bench-uffd-guest") { rig.touch(order, pinnedTo: faultingCPU) }
+        let handler = DeadlineThread("bench-uffd-handler") { rig.handle(pinnedTo: handlerCPU) }
+        let faulting = DeadlineThread("bench-uffd-guest") { rig.touch(order, pinnedTo: faultingCPU) }
         guard let samples = faulting.join(within: 120) else {
             rig.release()  // wakes the faulting thread: its fault retries without userfaultfd
             rig.stop()
