@@ -2,7 +2,7 @@ import CLibUV
 import Foundation
 import Synchronization
 
-/// One libuv loop and the thread that runs it. Every handle created on this
+/// One libuv loop, run by the thread that calls `run`. Every handle created on this
 /// loop belongs to it: its methods must run on the loop thread, which they
 /// check with `assertOnLoop()` in debug builds. Other threads reach the loop
 /// only through `execute`, which wakes it with a `uv_async_t`.
@@ -11,8 +11,6 @@ public final class EventLoop: @unchecked Sendable {
     private let wakeup: UnsafeMutablePointer<uv_async_t>
     private let inbox = Mutex<[@Sendable () -> Void]>([])
     private var loopThread: pthread_t?
-    private var thread: Thread?
-    private let finished = Mutex(false)
 
     public init() throws(AgentError) {
         raw = .allocate(capacity: 1)
@@ -41,15 +39,6 @@ public final class EventLoop: @unchecked Sendable {
         uv_run(raw, UV_RUN_DEFAULT)
         // Drain what was queued while closing, then close the wake-up handle last.
         drainInbox()
-        finished.withLock { $0 = true }
-    }
-
-    /// Starts the loop on a thread of its own, named for debugging.
-    public func start(name: String) {
-        let thread = Thread { [self] in self.run() }
-        thread.name = name
-        self.thread = thread
-        thread.start()
     }
 
     /// Queues `work` to run on the loop thread. Any thread; coalesced wake-ups
@@ -83,9 +72,6 @@ public final class EventLoop: @unchecked Sendable {
         assert(loopThread.map { pthread_equal($0, pthread_self()) != 0 } ?? true,
                "called off the loop thread", file: file, line: line)
     }
-
-    /// Whether `run` has returned.
-    public var hasFinished: Bool { finished.withLock { $0 } }
 
     /// Monotonic nanoseconds (vDSO, no syscall).
     @inline(__always) public static func nowNanos() -> UInt64 {
