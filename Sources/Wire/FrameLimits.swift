@@ -30,4 +30,28 @@ public struct FrameLimits: Equatable, Sendable {
 
     /// True while the page size is unknown, i.e. before the handshake completed.
     public var isHandshake: Bool { pageSize <= 0 }
+
+    /// Most pages one frame may cover in a session: a protocol rule both agents share,
+    /// so a sender never builds a frame its receiver refuses.
+    public static let sessionPagesPerFrame = 256
+
+    /// Most payload bytes of a `staleSet` or `have` frame in a session.
+    public static let sessionControlPayload = 64 * 1024
+
+    /// The limits of a migration session once the handshake fixed the geometry; the one
+    /// definition both agents use. Guest state may take 4 bytes per page (at least 64 KiB).
+    public static func session(pageSize: Int, pageCount: UInt64) -> FrameLimits {
+        FrameLimits(pageSize: pageSize, pageCount: pageCount, maxPagesPerFrame: sessionPagesPerFrame,
+                    maxControlPayload: sessionControlPayload,
+                    maxGuestState: max(64 * 1024, Int(clamping: pageCount.multipliedReportingOverflow(by: 4).partialValue)))
+    }
+
+    /// The largest frame, header included, that these limits let through: what a
+    /// receive buffer must hold.
+    public var largestFrame: Int {
+        let pages = maxPagesPerFrame.multipliedReportingOverflow(by: max(pageSize, 0))
+        let payload = max(pages.overflow ? Int.max / 2 : pages.partialValue, maxControlPayload, maxGuestState,
+                          Hello.payloadSize, WireConstants.maxErrorMessage + 8)
+        return WireConstants.headerSize + payload
+    }
 }

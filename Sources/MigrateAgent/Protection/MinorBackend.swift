@@ -41,10 +41,10 @@ public final class MinorBackend: ProtectionBackend {
             if result.succeeded { return }
             if result.alreadyPresent {
                 // Already mapped (a COPY mapped it meanwhile): wake whoever waited on it.
-                try? uffd.wake(arena.guestPage(first + done), length: arena.pageSize)
+                do { try uffd.wake(arena.guestPage(first + done), length: arena.pageSize) } catch { throw .kernel(error) }
                 done += 1
             } else if result.errno != EAGAIN {
-                throw .system(UffdError("UFFDIO_CONTINUE of page \(first + done)", code: result.errno).description)
+                throw .kernel(UffdError("UFFDIO_CONTINUE of page \(first + done)", code: result.errno))
             }
         }
     }

@@ -56,11 +56,12 @@ extension ProtectionBackend {
             done += pages
             if result.succeeded { break }
             if result.alreadyPresent {
-                try? uffd.wake(arena.guestPage(first + done), length: pageSize)
+                // COPY does not wake on EEXIST; a failed wake would leave a guest thread blocked.
+                do { try uffd.wake(arena.guestPage(first + done), length: pageSize) } catch { throw .kernel(error) }
                 outcome.alreadyPresent += 1
                 done += 1
             } else if result.errno != EAGAIN {
-                throw .system(UffdError("UFFDIO_COPY of page \(first + done)", code: result.errno).description)
+                throw .kernel(UffdError("UFFDIO_COPY of page \(first + done)", code: result.errno))
             }
         }
         return outcome
@@ -94,7 +95,7 @@ public func makeBackend(_ kind: BackendKind, arena: Arena) throws(AgentError) ->
         }
         try uffd.negotiate(features)
     } catch {
-        throw .system(error.description)
+        throw .kernel(error)
     }
     let backend: any ProtectionBackend = switch kind {
     case .rwp: RWPBackend(uffd: uffd, arena: arena)
@@ -110,7 +111,7 @@ extension ProtectionBackend {
         do {
             try uffd.register(arena.guestBase, length: arena.size, mode: mode)
         } catch {
-            throw .system(error.description)
+            throw .kernel(error)
         }
     }
 }

@@ -18,7 +18,10 @@ public final class RWPBackend: ProtectionBackend {
 
     public func register() throws(AgentError) {
         // A file THP split drops RWP marks (rwp-abi.md): keep the guest view in small pages.
-        _ = madvise(arena.guestBase, arena.size, MADV_NOHUGEPAGE)
+        guard madvise(arena.guestBase, arena.size, MADV_NOHUGEPAGE) == 0 else {
+            throw .system("madvise(MADV_NOHUGEPAGE) on the guest view: \(String(cString: strerror(errno))); "
+                + "without it a huge-page split would silently drop RWP protection")
+        }
         try registerGuestView([.missing, .readWriteProtect])
     }
 
@@ -42,7 +45,7 @@ public final class RWPBackend: ProtectionBackend {
         guard madvise(start, length, 22 /* MADV_POPULATE_READ, Linux 5.14 */) == 0 else {
             throw .system("madvise(MADV_POPULATE_READ) on pages \(first)..<\(first + count): \(String(cString: strerror(errno)))")
         }
-        do { try uffd.readWriteProtect(start, length: length, protect: true) } catch { throw .system(error.description) }
+        do { try uffd.readWriteProtect(start, length: length, protect: true) } catch { throw .kernel(error) }
     }
 
     public func refresh(page: Int, fresh: UnsafeRawPointer?) throws(AgentError) {
@@ -50,7 +53,7 @@ public final class RWPBackend: ProtectionBackend {
         do {
             try uffd.readWriteProtect(arena.guestPage(page), length: arena.pageSize, protect: false)
         } catch {
-            throw .system(error.description)
+            throw .kernel(error)
         }
     }
 }

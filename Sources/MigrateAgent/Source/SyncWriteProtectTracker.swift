@@ -20,6 +20,9 @@ public final class SyncWriteProtectTracker: DirtyTracking {
     private let messages: UnsafeMutablePointer<uffd_msg>
     private var poller: FdPoller?
     private var stopped = false
+    /// The first failure while servicing faults; `collect` throws it. After a
+    /// failure the range is unregistered, so no writer stays blocked.
+    private var failure: AgentError?
 
     public init(arena: Arena) throws(AgentError) {
         self.arena = arena
@@ -47,17 +50,25 @@ public final class SyncWriteProtectTracker: DirtyTracking {
     }
 
     public func serviceFaults() {
-        while !stopped, let n = try? uffd.readMessages(into: messages, capacity: 64), n > 0 {
-            for i in 0..<n where cuffd_msg_event(messages + i) == CUFFD_EVENT_PAGEFAULT {
-                guard let page = arena.pageIndex(ofGuestAddress: cuffd_msg_fault_address(messages + i)) else { continue }
-                dirty[page] = true
-                try? uffd.writeProtect(arena.guestPage(page), length: arena.pageSize, protect: false)  // wakes the writer
+        do {
+            while !stopped {
+                let n = try uffd.readMessages(into: messages, capacity: 64)
+                guard n > 0 else { return }
+                for i in 0..<n where cuffd_msg_event(messages + i) == CUFFD_EVENT_PAGEFAULT {
+                    guard let page = arena.pageIndex(ofGuestAddress: cuffd_msg_fault_address(messages + i)) else { continue }
+                    dirty[page] = true
+                    try uffd.writeProtect(arena.guestPage(page), length: arena.pageSize, protect: false)  // wakes the writer
+                }
             }
+        } catch {
+            failure = failure ?? .kernel(error)
+            stop()  // unregistering releases every blocked writer; the migration fails at `collect`
         }
     }
 
     public func collect() throws(AgentError) -> [Int] {
         serviceFaults()  // record what is already queued
+        if let failure { throw failure }
         var pages: [Int] = []
         var page = 0
         while page < arena.pageCount {
@@ -67,7 +78,7 @@ public final class SyncWriteProtectTracker: DirtyTracking {
             do {
                 try uffd.writeProtect(arena.guestPage(page), length: (end - page) * arena.pageSize, protect: true)
             } catch {
-                throw .system("re-arming write-protect: \(error)")
+                throw .kernel(error)
             }
             for p in page..<end { dirty[p] = false }
             pages.append(contentsOf: page..<end)

@@ -64,3 +64,17 @@ public final class PageTracker: @unchecked Sendable {
     public var isComplete: Bool { presentCount == pageCount }
     public var missingCount: Int { pageCount - presentCount }
 }
+
+extension PageTracker {
+    /// Calls `body(first, count)` for each run of consecutive pages whose state matches.
+    func forEachRun(where matches: (PageState) -> Bool, _ body: (Int, Int) throws(AgentError) -> Void) throws(AgentError) {
+        var page = 0
+        while page < pageCount {
+            guard matches(state(page)) else { page += 1; continue }
+            var end = page + 1
+            while end < pageCount && matches(state(end)) { end += 1 }
+            try body(page, end - page)
+            page = end
+        }
+    }
+}

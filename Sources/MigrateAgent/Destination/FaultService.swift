@@ -1,0 +1,132 @@
+import CUffd
+import Wire
+
+/// Reads the guest's page faults from the userfaultfd and carries out what
+/// `FaultAction` decides for each: one request per absent page (later faults on
+/// it share that request), a refresh request for a stale page, a wake or a map
+/// for a page that is already here. Requests are queued on the urgent
+/// connection and written with one `writev` per drain.
+///
+/// Hot path: no locks and no allocation; one `read` fetches up to
+/// `Tuning.faultBatch` messages.
+/// Threading: the destination's loop thread only (asserted in debug builds).
+final class FaultService {
+    /// What the faults were, for the report.
+    struct Counts {
+        /// Fault messages read from the userfaultfd.
+        var messages = 0
+        /// Faults on absent pages: requested, resolved with `UFFDIO_COPY`.
+        var missing = 0
+        /// Faults on stale, protected pages: requested, resolved by refresh and unprotect.
+        var stale = 0
+        /// Faults on a page already requested: they waited on the first request.
+        var shared = 0
+        /// Faults on pages installed after the message was queued: woken, not requested.
+        var late = 0
+        /// Protected faults on pages already present: the held page was mapped.
+        var heldPagesMapped = 0
+        /// Faults whose kind disagreed with the tracker (logged as errors).
+        var disagreements = 0
+    }
+
+    private let loop: EventLoop
+    private let arena: Arena
+    private let backend: any ProtectionBackend
+    private let tracker: PageTracker
+    private let hashes: ReceivedHashes
+    private let phases: FaultPhaseClock
+    private let flow: BackgroundFlow
+    private let busyPoll: BusyPoll
+    private let progress: @Sendable (String) -> Void
+    private let messages: UnsafeMutablePointer<uffd_msg>
+    /// Where requests go; set once the handshake is done.
+    var urgent: TCPConnection?
+    /// True from switch-over until the migration ends: faults are served only then.
+    var serving = false
+    private(set) var counts = Counts()
+
+    init(loop: EventLoop, backend: any ProtectionBackend, tracker: PageTracker, hashes: ReceivedHashes,
+         phases: FaultPhaseClock, flow: BackgroundFlow, busyPoll: BusyPoll, progress: @escaping @Sendable (String) -> Void) {
+        self.loop = loop
+        self.arena = backend.arena
+        self.backend = backend
+        self.tracker = tracker
+        self.hashes = hashes
+        self.phases = phases
+        self.flow = flow
+        self.busyPoll = busyPoll
+        self.progress = progress
+        messages = .allocate(capacity: Tuning.faultBatch)
+    }
+
+    deinit { messages.deallocate() }
+
+    /// Reads and serves every fault pending in the userfaultfd, then writes the requests.
+    func drain() throws(AgentError) {
+        loop.assertOnLoop()
+        let uffd = backend.uffd
+        var now: UInt64 = 0
+        while serving {
+            let n: Int
+            do { n = try uffd.readMessages(into: messages, capacity: Tuning.faultBatch) } catch { throw .kernel(error) }
+            if n == 0 { break }
+            now = EventLoop.nowNanos()
+            for i in 0..<n {
+                let message = messages + i
+                guard cuffd_msg_event(message) == CUFFD_EVENT_PAGEFAULT else { continue }
+                counts.messages += 1
+                guard let page = arena.pageIndex(ofGuestAddress: cuffd_msg_fault_address(message)) else { continue }
+                try serve(page, backend.classify(flags: cuffd_msg_fault_flags(message)), now: now)
+            }
+            if n < Tuning.faultBatch { break }
+        }
+        urgent?.flush()
+        if now != 0 {
+            let flushed = EventLoop.nowNanos()
+            phases.flushed(at: flushed)
+            busyPoll.extend(from: flushed)
+        }
+    }
+
+    private func serve(_ page: Int, _ kind: FaultKind, now: UInt64) throws(AgentError) {
+        switch FaultAction.decide(state: tracker.state(page), kind: kind, keepsStaleCopy: backend.keepsStaleCopy) {
+        case .requestAbsent:
+            counts.missing += 1
+            flow.demandSent()
+            tracker.set(page, .requested)
+            urgent?.send(kind: .request, count: 1, arg: UInt64(page))
+            phases.requested(page, at: now)
+        case .requestStale(let withHash):
+            counts.stale += 1
+            requestFresh(page, withHash: withHash, at: now)
+        case .shareRequest:
+            counts.shared += 1
+        case .wakeLate:
+            counts.late += 1
+            // A failed wake would leave the faulting thread blocked: that ends the migration.
+            do { try backend.uffd.wake(arena.guestPage(page), length: arena.pageSize) } catch { throw .kernel(error) }
+        case .mapHeld:
+            counts.heldPagesMapped += 1
+            try backend.refresh(page: page, fresh: nil)
+        case .disagreement:
+            counts.disagreements += 1
+            progress("destination: error: a \(kind.rawValue) fault on page \(page) disagrees with "
+                + "the tracker, which holds it as \(tracker.state(page)); fetching fresh bytes")
+            requestFresh(page, withHash: false, at: now)
+        }
+    }
+
+    /// Asks for a stale page's fresh bytes, with the hash of the copy held here
+    /// so that the source can answer "unchanged" instead of sending the page.
+    private func requestFresh(_ page: Int, withHash: Bool, at now: UInt64) {
+        flow.demandSent()
+        tracker.set(page, .staleRequested)
+        if withHash {
+            urgent?.send(kind: .request, flags: RequestFlags.hasHash.rawValue, count: 1, arg: UInt64(page),
+                         payload: hashes.bytes(of: page))
+        } else {
+            urgent?.send(kind: .request, count: 1, arg: UInt64(page))
+        }
+        phases.requested(page, at: now)
+    }
+}

@@ -1,0 +1,147 @@
+import Wire
+
+/// Puts arriving pages in place, straight from the receive buffer: absent pages
+/// with `UFFDIO_COPY` (a run at a time), stale pages by refresh and unprotect,
+/// pages already here counted as duplicates; pre-copy pages through the io view
+/// before the guest runs here; "unchanged" answers by unprotecting the held copy.
+/// Records each page's hash for the digest and for later refresh requests.
+///
+/// Hot path for demand pages: no locks, no allocation.
+/// Threading: the destination's loop thread only (asserted in debug builds).
+final class PageInstaller {
+    /// What arrived, for the report.
+    struct Counts {
+        /// Pages that answered a demand request.
+        var demand = 0
+        /// Pages from the background stream.
+        var background = 0
+        /// Pages that arrived again after they were installed (demand/background race).
+        var duplicates = 0
+        /// `UFFDIO_COPY` answered EEXIST: the page was already there.
+        var eexistRaces = 0
+        /// Stale pages refreshed with new bytes.
+        var refreshed = 0
+        /// Stale pages the source reported unchanged: unprotected without a transfer.
+        var unchanged = 0
+        /// Pages received before switch-over, written through the io view.
+        var precopy = 0
+    }
+
+    private let loop: EventLoop
+    private let arena: Arena
+    private let backend: any ProtectionBackend
+    private let tracker: PageTracker
+    private let hashes: ReceivedHashes
+    private let phases: FaultPhaseClock
+    private let flow: BackgroundFlow
+    private let faults: FaultService
+    private let busyPoll: BusyPoll
+    private(set) var counts = Counts()
+
+    init(backend: any ProtectionBackend, tracker: PageTracker, hashes: ReceivedHashes, phases: FaultPhaseClock,
+         flow: BackgroundFlow, faults: FaultService, busyPoll: BusyPoll, loop: EventLoop) {
+        self.loop = loop
+        self.arena = backend.arena
+        self.backend = backend
+        self.tracker = tracker
+        self.hashes = hashes
+        self.phases = phases
+        self.flow = flow
+        self.faults = faults
+        self.busyPoll = busyPoll
+    }
+
+    /// Installs the pages of a `pages` frame whose payload is still in the receive buffer.
+    /// Background frames go in slices of `Tuning.backgroundSlice` pages with a look at
+    /// the userfaultfd in between: a fault arriving mid-frame would otherwise wait for
+    /// every COPY of the frame (each up to ~10 µs on memory the host must back again).
+    func install(_ frame: ParsedFrame, demand: Bool, receivedAt: UInt64) throws(AgentError) {
+        loop.assertOnLoop()
+        let first = Int(frame.header.arg)
+        let count = Int(frame.header.count)
+        let pageSize = arena.pageSize
+        let payload = frame.payload.baseAddress!
+        var i = 0
+        var installed = 0
+        while i < count {
+            let state = tracker.state(first + i)
+            switch state {
+            case .present:
+                counts.duplicates += 1
+                i += 1
+                continue
+            case .stale, .staleRequested:
+                try backend.refresh(page: first + i, fresh: payload + i * pageSize)
+                counts.refreshed += 1
+                arrived(first + i, demand: state == .staleRequested, bytes: payload + i * pageSize, receivedAt: receivedAt)
+                installed += 1
+                i += 1
+                continue
+            case .absent, .requested:
+                break
+            }
+            var end = i
+            var answered = 0
+            while end < count, demand || end - i < Tuning.backgroundSlice,
+                  case let s = tracker.state(first + end), s == .absent || s == .requested {
+                tracker.set(first + end, .present, demand: s == .requested)  // before the wake: the guest reads it
+                if s == .requested { answered += 1 }
+                end += 1
+            }
+            let outcome = try backend.installAbsent(first: first + i, count: end - i, from: payload + i * pageSize)
+            counts.eexistRaces += outcome.alreadyPresent
+            flow.demandAnswered(answered)
+            let resolvedAt = EventLoop.nowNanos()
+            for k in i..<end {
+                hashes.record(first + k, bytes: payload + k * pageSize)
+                if tracker.wasDemandFetched(first + k) { phases.resolved(first + k, received: receivedAt, resolved: resolvedAt) }
+            }
+            installed += end - i
+            i = end
+            if !demand && i < count {
+                try faults.drain()
+                guard faults.serving else { return }
+            }
+        }
+        if demand {
+            counts.demand += installed
+            busyPoll.extend(from: receivedAt)  // the woken guest thread is likely to fault again soon
+        } else {
+            counts.background += installed
+        }
+    }
+
+    /// The source's page still hashes as the stale copy held here: unprotect it, no transfer.
+    func unchanged(first: Int, count: Int, receivedAt: UInt64) throws(AgentError) {
+        loop.assertOnLoop()
+        for page in first..<(first + count) {
+            let state = tracker.state(page)
+            guard state == .stale || state == .staleRequested else { continue }
+            try backend.refresh(page: page, fresh: nil)
+            counts.unchanged += 1
+            arrived(page, demand: state == .staleRequested, bytes: nil, receivedAt: receivedAt)
+        }
+    }
+
+    /// A pre-copy page: written through the io view while the guest does not run here.
+    func precopy(_ frame: ParsedFrame) {
+        loop.assertOnLoop()
+        let first = Int(frame.header.arg)
+        let pageSize = arena.pageSize
+        for k in 0..<Int(frame.header.count) {
+            let bytes = frame.payload.baseAddress! + k * pageSize
+            arena.ioPage(first + k).copyMemory(from: bytes, byteCount: pageSize)
+            hashes.record(first + k, bytes: bytes)
+            if tracker.state(first + k) != .present { tracker.set(first + k, .present) }
+        }
+        counts.precopy += Int(frame.header.count)
+    }
+
+    /// Bookkeeping for one page resolved by refresh: state, hash, phases.
+    private func arrived(_ page: Int, demand: Bool, bytes: UnsafeRawPointer?, receivedAt: UInt64) {
+        tracker.set(page, .present, demand: demand)
+        if demand { flow.demandAnswered() }
+        if let bytes { hashes.record(page, bytes: bytes) }
+        if demand { phases.resolved(page, received: receivedAt, resolved: EventLoop.nowNanos()) }
+    }
+}

@@ -1,0 +1,19 @@
+/// The engine's fixed tuning numbers, in one place. Frame geometry (pages per
+/// frame, payload caps) is a protocol rule and lives in `Wire.FrameLimits`;
+/// what is here only changes how fast, not what is valid.
+enum Tuning {
+    /// Fault messages read from the userfaultfd in one `read`.
+    static let faultBatch = 64
+    /// Pages of a background frame installed between two looks at the userfaultfd.
+    static let backgroundSlice = 16
+    /// Bytes the destination decodes from the bulk connection per loop turn.
+    static let bulkReadBudget = 256 * 1024
+    /// How long demand may hold the background stream before it flows again.
+    static let demandHoldLimitNanos: UInt64 = 20_000_000
+    /// The destination's housekeeping interval: liveness, progress, the hold limit.
+    static let destinationTickMillis: UInt64 = 50
+    /// The source's check for a destination that stopped reading.
+    static let sourceWatchdogMillis: UInt64 = 250
+    /// Page indices per `staleSet` frame (8 bytes each).
+    static let staleIndicesPerFrame = 64 * 1024 / 8
+}
