@@ -5,11 +5,20 @@ import Synchronization
 /// One libuv loop, run by the thread that calls `run`. Every handle created on this
 /// loop belongs to it: its methods must run on the loop thread, which they
 /// check with `assertOnLoop()` in debug builds. Other threads reach the loop
-/// only through `execute`, which wakes it with a `uv_async_t`.
+/// only through `execute`, which wakes it with a `uv_async_t` and refuses work
+/// once the loop has shut down.
 public final class EventLoop: @unchecked Sendable {
+    /// Work queued by other threads and whether the loop still takes any; the
+    /// mutex also orders `uv_async_send` before the wake-up handle's close.
+    private struct Inbox {
+        var work: [@Sendable () -> Void] = []
+        var accepting = true
+    }
+
     let raw: UnsafeMutablePointer<uv_loop_t>
     private let wakeup: UnsafeMutablePointer<uv_async_t>
-    private let inbox = Mutex<[@Sendable () -> Void]>([])
+    private let inbox = Mutex(Inbox())
+    /// Set by `run` before the loop starts, read only on that thread afterwards.
     private var loopThread: pthread_t?
 
     public init() throws(AgentError) {
@@ -42,29 +51,39 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     /// Queues `work` to run on the loop thread. Any thread; coalesced wake-ups
-    /// are handled by draining the whole queue.
-    public func execute(_ work: @escaping @Sendable () -> Void) {
-        inbox.withLock { $0.append(work) }
-        uv_async_send(wakeup)
+    /// are handled by draining the whole queue. Returns false, and drops `work`,
+    /// once the loop has shut down.
+    @discardableResult
+    public func execute(_ work: @escaping @Sendable () -> Void) -> Bool {
+        inbox.withLock { inbox in
+            guard inbox.accepting else { return false }
+            inbox.work.append(work)
+            uv_async_send(wakeup)
+            return true
+        }
     }
 
     private func drainInbox() {
         while true {
-            let work = inbox.withLock { queue -> [@Sendable () -> Void] in
-                defer { queue.removeAll(keepingCapacity: true) }
-                return queue
+            let work = inbox.withLock { inbox -> [@Sendable () -> Void] in
+                defer { inbox.work.removeAll(keepingCapacity: true) }
+                return inbox.work
             }
             if work.isEmpty { return }
             for item in work { item() }
         }
     }
 
-    /// Closes the wake-up handle so that `run` can return once every other handle is closed.
+    /// Refuses further `execute` work and closes the wake-up handle, so that `run`
+    /// can return once every other handle is closed. Work already queued still runs.
     /// Loop thread.
     public func shutdown() {
         assertOnLoop()
-        let handle = UnsafeMutableRawPointer(wakeup).assumingMemoryBound(to: uv_handle_t.self)
-        if uv_is_closing(handle) == 0 { uv_close(handle, nil) }
+        inbox.withLock { inbox in
+            guard inbox.accepting else { return }
+            inbox.accepting = false
+            closeHandle(wakeup, nil)
+        }
     }
 
     /// Debug-build check that the caller runs on this loop's thread.

@@ -108,6 +108,7 @@ public final class TCPConnection {
 
     /// Latency first: no Nagle delay, keepalive to notice a vanished peer.
     public func configureForDemand() {
+        loop.assertOnLoop()
         uv_tcp_nodelay(handle, 1)
         uv_tcp_keepalive(handle, 1, 5)
     }
@@ -162,6 +163,7 @@ public final class TCPConnection {
     /// Stops reading until `resumeReading`: the peer's data waits in the socket
     /// (and TCP flow control slows the peer) while more urgent work runs.
     public func holdReading() {
+        loop.assertOnLoop()
         guard !held else { return }
         held = true
         heldSinceNanos = EventLoop.nowNanos()
@@ -170,6 +172,7 @@ public final class TCPConnection {
     }
 
     public func resumeReading() {
+        loop.assertOnLoop()
         guard held else { return }
         held = false
         startReading()
@@ -201,12 +204,14 @@ public final class TCPConnection {
     /// Queues a frame whose payload stays valid until written (arena pages).
     public func send(kind: FrameKind, flags: UInt16 = 0, count: UInt32 = 0, arg: UInt64 = 0,
                      payload: UnsafeRawBufferPointer? = nil) {
+        loop.assertOnLoop()
         guard !closed else { return }
         writer.enqueue(kind: kind, flags: flags, count: count, arg: arg, payload: payload)
     }
 
     /// Queues a control message (copied).
     public func send(_ message: Message) {
+        loop.assertOnLoop()
         guard !closed else { return }
         writer.enqueue(encoded: message.encoded())
     }
@@ -216,6 +221,7 @@ public final class TCPConnection {
 
     /// Writes everything queued; call once after a batch of `send`s.
     public func flush() {
+        loop.assertOnLoop()
         guard !closed else { return }
         let rc = writer.flush(stream, owner: Unmanaged.passUnretained(self).toOpaque()) { req, status in
             let connection = TCPConnection.from(req!.pointee.data)
@@ -243,6 +249,7 @@ public final class TCPConnection {
 
     /// Sends an error frame naming the reason, then closes once it is written.
     public func fail(_ code: WireErrorCode, _ message: String, reason: CloseReason? = nil) {
+        loop.assertOnLoop()
         guard !closed else { return }
         send(.error(code: code, message: String(decoding: message.utf8.prefix(1000), as: UTF8.self)))
         closeWhenFlushed(reason ?? .local)
@@ -250,6 +257,7 @@ public final class TCPConnection {
 
     /// Writes what is queued, then closes (a plain `close` would drop queued frames).
     public func closeWhenFlushed(_ reason: CloseReason = .local) {
+        loop.assertOnLoop()
         guard !closed else { return }
         flush()
         if writer.backlog == 0 { close(reason) } else { pendingClose = reason }
@@ -259,6 +267,7 @@ public final class TCPConnection {
 
     /// Closes the connection once; `onClose` is called with `reason`.
     public func close(_ reason: CloseReason = .local) {
+        loop.assertOnLoop()
         guard !closed else { return }
         closed = true
         if reading { uv_read_stop(stream) }

@@ -11,13 +11,14 @@ final class PageStream {
     private let pages: [Int]?
     private let flags: PageFlags
     private let pagesPerFrame: Int
-    /// Pages to skip (sent on demand meanwhile), shared with the source.
-    private let skip: UnsafeMutablePointer<Bool>?
+    /// Pages to skip (sent on demand meanwhile), shared with the demand server; the
+    /// stream adds what it sends.
+    private let skip: PageSet?
     private var cursor = 0
     private(set) var pagesSent = 0
 
     /// Streams `pages` in this order, or the whole arena when nil.
-    init(arena: Arena, pages: [Int]?, flags: PageFlags = [], pagesPerFrame: Int, skip: UnsafeMutablePointer<Bool>? = nil) {
+    init(arena: Arena, pages: [Int]?, flags: PageFlags = [], pagesPerFrame: Int, skip: PageSet? = nil) {
         self.arena = arena
         self.pages = pages
         self.flags = flags
@@ -34,12 +35,12 @@ final class PageStream {
     /// then flushes. Returns true once the last page has been queued.
     func pump(_ connection: TCPConnection, highWater: Int) -> Bool {
         while connection.backlog < highWater && cursor < count {
-            while cursor < count, let skip, skip[page(at: cursor)] { cursor += 1 }
+            while cursor < count, let skip, skip.contains(page(at: cursor)) { cursor += 1 }
             guard cursor < count else { break }
             let first = page(at: cursor)
             var n = 1
-            while cursor + n < count, n < pagesPerFrame, page(at: cursor + n) == first + n, !(skip?[first + n] ?? false) { n += 1 }
-            if let skip { (skip + first).update(repeating: true, count: n) }
+            while cursor + n < count, n < pagesPerFrame, page(at: cursor + n) == first + n, !(skip?.contains(first + n) ?? false) { n += 1 }
+            skip?.insert(first: first, count: n)
             connection.send(kind: .pages, flags: flags.rawValue, count: UInt32(n), arg: UInt64(first),
                             payload: UnsafeRawBufferPointer(start: arena.ioPage(first), count: n * arena.pageSize))
             pagesSent += n

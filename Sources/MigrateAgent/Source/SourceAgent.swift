@@ -1,15 +1,20 @@
-import CUffd
 import Foundation
 import Wire
 
 /// The source agent: owns the guest's memory, accepts one destination,
-/// optionally pre-copies while the guest still runs here (tracking what it
-/// dirties), switches the guest over, then serves demand requests on the
-/// urgent connection and streams the rest on the bulk one.
+/// optionally pre-copies while the guest still runs here, switches the guest
+/// over, then serves demand requests on the urgent connection and streams the
+/// rest on the bulk one. This type keeps the phases and wires the parts:
+///
+/// - `DemandServer` answers requests on the urgent connection;
+/// - `PageStream` sends runs of pages with backpressure (pre-copy rounds, then
+///   the background stream, which skips what demand already sent);
+/// - `PrecopyRounds` drives rounds and dirty tracking until switch-over;
+/// - `DigestTask` digests the frozen arena off the loop.
 ///
 /// Threading: `run` drives a libuv loop on the calling thread; every other
-/// method runs on that loop. The guest and the digest run on threads of their
-/// own and reach the loop through `EventLoop.execute`.
+/// method runs on that loop (asserted in debug builds). The guest and the
+/// digest run on threads of their own and reach the loop through `EventLoop.execute`.
 public final class SourceAgent: @unchecked Sendable {
     private enum Phase { case awaitingDestination, precopy, postcopy, finished }
 
@@ -17,25 +22,25 @@ public final class SourceAgent: @unchecked Sendable {
     private let loop: EventLoop
     private let arena: Arena
     private let guest: SourceGuest
+    private let sessionLimits: FrameLimits
+    private let busyPoll: BusyPoll
+    /// Pages sent since switch-over, on demand or in the background.
+    private let sentSinceSwitchover: PageSet
+    // Loop thread only, like everything below.
     private var report: SourceReport
     private var phase = Phase.awaitingDestination
     private var listener: TCPListener?
     private var urgent: TCPConnection?
     private var bulk: TCPConnection?
+    private var demand: DemandServer?
     private var sessionID: UInt128 = 0
     /// The current stream: a pre-copy round, then the post-copy background stream.
     private var stream: PageStream?
     /// Continues the stream on the next turn when the socket took everything at once.
     private var pumpAgain: NextTurn?
     private var tracker: (any DirtyTracking)?
-    private var busyPoll: BusyPoll?
+    private var precopy: PrecopyRounds?
     private var watchdog: LoopTimer?
-    private var round = 0
-    private var roundStartNanos: UInt64 = 0
-    /// Pages sent since switch-over (on demand or in the background): the stream skips them.
-    private let sentSinceSwitchover: UnsafeMutablePointer<Bool>
-    /// Pages stale at the destination after switch-over.
-    private let stale: UnsafeMutablePointer<Bool>
     private var digest: ArenaDigest?
     private var endSent = false
     private var startNanos: UInt64 = 0
@@ -43,24 +48,22 @@ public final class SourceAgent: @unchecked Sendable {
     private var setupError: AgentError?
 
     /// The report so far (also after a failure).
-    public var currentReport: SourceReport { report }
+    public var currentReport: SourceReport { reportWithCounts() }
 
     public init(configuration: SourceConfiguration) throws(AgentError) {
+        guard (1...FrameLimits.sessionPagesPerFrame).contains(configuration.pagesPerFrame) else {
+            throw .invalidArgument("pages per frame must be 1...\(FrameLimits.sessionPagesPerFrame), "
+                + "not \(configuration.pagesPerFrame)")
+        }
         self.configuration = configuration
         _ = try ByteSize(bytes: configuration.arenaSize).pages(of: configuration.pageSize)
         loop = try EventLoop()
         arena = try Arena(size: configuration.arenaSize, pageSize: configuration.pageSize, name: "source-arena")
         guest = SourceGuest(arena: arena, threads: configuration.guestThreads)
+        sessionLimits = .session(pageSize: arena.pageSize, pageCount: UInt64(arena.pageCount))
+        busyPoll = BusyPoll(loop: loop, windowMicros: configuration.busyPollMicros)
+        sentSinceSwitchover = PageSet(pageCount: arena.pageCount)
         report = SourceReport(arenaBytes: configuration.arenaSize, pageSize: configuration.pageSize)
-        sentSinceSwitchover = .allocate(capacity: arena.pageCount)
-        sentSinceSwitchover.initialize(repeating: false, count: arena.pageCount)
-        stale = .allocate(capacity: arena.pageCount)
-        stale.initialize(repeating: false, count: arena.pageCount)
-    }
-
-    deinit {
-        sentSinceSwitchover.deallocate()
-        stale.deallocate()
     }
 
     /// Fills the guest, listens, and runs until the migration ends. Throws when it failed.
@@ -69,28 +72,33 @@ public final class SourceAgent: @unchecked Sendable {
         guest.fill()
         if configuration.precopyRounds > 0 {
             let probe: KernelProbe
-            do { probe = try KernelProbe.run() } catch { throw .unsupported(error.description) }
+            do { probe = try KernelProbe.run() } catch { throw .kernel(error) }
             let method = try DirtyTrackingMethod.select(configuration.dirtyTracking, probe: probe)
             // Armed before the guest writes again, so that no write escapes the first round.
-            tracker = try method.makeTracker(arena: arena)
+            let tracker = try method.makeTracker(arena: arena)
+            self.tracker = tracker
+            precopy = PrecopyRounds(loop: loop, arena: arena, tracker: tracker, maxRounds: configuration.precopyRounds,
+                                    convergePages: configuration.convergePages, pagesPerFrame: configuration.pagesPerFrame)
             report.dirtyTracking = method.rawValue
             configuration.progress("source: pre-copy dirty tracking: \(method == .pagemapScan ? "userfaultfd WP_ASYNC + PAGEMAP_SCAN" : "synchronous userfaultfd write-protect faults (the kernel lacks WP_ASYNC or PAGEMAP_SCAN, or it was asked for)")")
         }
         guest.startDirtying(pagesPerSecond: configuration.dirtyRate)
         loop.execute { [self] in
-            do {
+            do throws(AgentError) {
                 try tracker?.attach(to: loop)
                 listener = try TCPListener(loop: loop, address: configuration.listen, limits: .handshake,
-                                           maxFrame: 64 * 1024) { [unowned self] in accepted($0) }
+                                           maxFrame: sessionLimits.largestFrame) { [unowned self] in accepted($0) }
                 configuration.onListening(listener!.address)
             } catch {
-                setupError = error as? AgentError ?? .system("\(error)")
+                setupError = error
                 guest.pause()
+                busyPoll.close()
                 loop.shutdown()
             }
         }
         loop.run()
         if let setupError { throw setupError }  // set on the loop, read after it ended
+        report = reportWithCounts()
         report.guestPagesWritten = guest.pagesWritten
         if let failure {
             report.error = failure
@@ -103,6 +111,7 @@ public final class SourceAgent: @unchecked Sendable {
     // MARK: Handshake
 
     private func accepted(_ connection: TCPConnection) {
+        loop.assertOnLoop()
         connection.onFrame = { [unowned self, unowned connection] frame in
             handshake(connection, frame)
         }
@@ -110,9 +119,14 @@ public final class SourceAgent: @unchecked Sendable {
     }
 
     private func handshake(_ connection: TCPConnection, _ frame: ParsedFrame) {
-        guard case .hello(let hello)? = try? Message(frame) else {
-            connection.fail(.protocolViolation, "expected a hello frame first, got \(frame.header.kind)")
-            return
+        let hello: Hello
+        do {
+            guard case .hello(let h) = try Message.decode(frame) else {
+                return connection.fail(.protocolViolation, "expected a hello frame first, got \(frame.header.kind)")
+            }
+            hello = h
+        } catch {
+            return connection.fail(.protocolViolation, error.description)
         }
         switch hello.channel {
         case .urgent:
@@ -138,39 +152,32 @@ public final class SourceAgent: @unchecked Sendable {
         }
     }
 
-    private var limits: FrameLimits {
-        FrameLimits(pageSize: arena.pageSize, pageCount: UInt64(arena.pageCount),
-                    maxPagesPerFrame: max(256, configuration.pagesPerFrame),
-                    maxControlPayload: 64 * 1024, maxGuestState: arena.pageCount * 4)
-    }
-
     private func startSession(urgent connection: TCPConnection) {
         startNanos = EventLoop.nowNanos()
         sessionID = UInt128(UInt64.random(in: 1...UInt64.max)) << 64 | UInt128(UInt64.random(in: 0...UInt64.max))
         urgent = connection
         connection.configureForDemand()
-        connection.limits = limits
-        busyPoll = BusyPoll(loop: loop, windowMicros: configuration.busyPollMicros)
-        watchdog = LoopTimer(loop: loop, everyMillis: 250) { [unowned self] in checkDestinationReads() }
+        connection.limits = sessionLimits
+        watchdog = LoopTimer(loop: loop, everyMillis: Tuning.sourceWatchdogMillis) { [unowned self] in checkDestinationReads() }
         connection.onFrame = { [unowned self] in urgentFrame($0) }
         connection.onClose = { [unowned self] in peerClosed("urgent", $0) }
         connection.send(.welcome(Welcome(pageSize: arena.pageSize, pageCount: UInt64(arena.pageCount), sessionID: sessionID)))
         connection.flush()
         configuration.progress("source: destination connected")
-        if tracker != nil { phase = .precopy }
+        if precopy != nil { phase = .precopy }
     }
 
     private func startBulk(_ connection: TCPConnection) {
         bulk = connection
-        connection.limits = limits
+        connection.limits = sessionLimits
         connection.onFrame = { [unowned connection] frame in
             connection.fail(.protocolViolation, "unexpected \(frame.header.kind) frame on the bulk connection")
         }
         connection.onClose = { [unowned self] in peerClosed("bulk", $0) }
         connection.onWritable = { [unowned self] in pump() }
         pumpAgain = NextTurn(loop: loop) { [unowned self] in pump() }
-        if phase == .precopy {
-            startRound(pages: nil)
+        if let precopy, phase == .precopy {
+            stream = precopy.startRound(pages: nil)
             pump()
         } else {
             switchover(pending: [])
@@ -179,26 +186,16 @@ public final class SourceAgent: @unchecked Sendable {
 
     // MARK: Pre-copy
 
-    private func startRound(pages: [Int]?) {
-        round += 1
-        roundStartNanos = EventLoop.nowNanos()
-        stream = PageStream(arena: arena, pages: pages, pagesPerFrame: configuration.pagesPerFrame)
-    }
-
     /// A round is fully handed to the socket: look at what the guest dirtied meanwhile.
     private func endRound() {
-        guard let tracker, let stream else { return }
-        let dirty: [Int]
-        do { dirty = try tracker.collect() } catch { return abort(error.description) }
-        report.precopyRounds.append(PrecopyRound(
-            round: round, pagesSent: stream.pagesSent, pagesDirtied: dirty.count,
-            seconds: Double(EventLoop.nowNanos() - roundStartNanos) / 1e9))
-        configuration.progress("source: pre-copy round \(round): sent \(stream.pagesSent) pages, guest dirtied \(dirty.count)")
-        let converge = configuration.convergePages ?? max(1, arena.pageCount / 64)
-        if round >= configuration.precopyRounds || dirty.count <= converge {
-            switchover(pending: dirty)
+        guard let precopy, let stream else { return }
+        let round: (dirty: [Int], converged: Bool)
+        do { round = try precopy.endRound(pagesSent: stream.pagesSent) } catch { return abort(error.description) }
+        configuration.progress("source: pre-copy round \(precopy.rounds.count): sent \(stream.pagesSent) pages, guest dirtied \(round.dirty.count)")
+        if round.converged {
+            switchover(pending: round.dirty)
         } else {
-            startRound(pages: dirty)
+            self.stream = precopy.startRound(pages: round.dirty)
             pumpAgain?.schedule()
         }
     }
@@ -210,22 +207,18 @@ public final class SourceAgent: @unchecked Sendable {
     /// connection, behind every pre-copy page, so the destination applies them
     /// only after it has every page they refer to.
     private func switchover(pending: [Int]) {
+        loop.assertOnLoop()
         let pauseStart = EventLoop.nowNanos()
         guest.pause { tracker?.serviceFaults() }
-        var staleSet: [Int] = []
-        if let tracker {
-            let final: [Int]
-            do { final = try tracker.collect() } catch { return abort(error.description) }
-            tracker.stop()
-            self.tracker = nil
-            for page in pending { stale[page] = true }
-            for page in final { stale[page] = true }
-            staleSet = (0..<arena.pageCount).filter { stale[$0] }
+        let stale: PageSet
+        do { stale = try precopy?.finalStaleSet(pending: pending) ?? PageSet(pageCount: arena.pageCount) } catch {
+            return abort(error.description)
         }
+        tracker = nil
+        let staleSet = stale.sorted
         guard let bulk else { return }
-        let perFrame = 64 * 1024 / 8
-        for start in stride(from: 0, to: staleSet.count, by: perFrame) {
-            bulk.send(.staleSet(staleSet[start..<min(start + perFrame, staleSet.count)].map { UInt64($0) }))
+        for start in stride(from: 0, to: staleSet.count, by: Tuning.staleIndicesPerFrame) {
+            bulk.send(.staleSet(staleSet[start..<min(start + Tuning.staleIndicesPerFrame, staleSet.count)].map { UInt64($0) }))
         }
         bulk.send(.switchover(arg: 0, state: guest.versions.encoded()))
         bulk.flush()
@@ -233,11 +226,16 @@ public final class SourceAgent: @unchecked Sendable {
         report.pauseToSwitchoverMillis = Double(EventLoop.nowNanos() - pauseStart) / 1e6
         configuration.progress("source: guest paused after writing \(guest.pagesWritten) pages; switched over with \(staleSet.count) stale pages")
         phase = .postcopy
+        demand = DemandServer(loop: loop, arena: arena, sent: sentSinceSwitchover, stale: stale, busyPoll: busyPoll)
         // Stale pages first; without pre-copy every page is still absent there.
-        stream = PageStream(arena: arena, pages: report.precopyRounds.isEmpty ? nil : staleSet,
-                            flags: report.precopyRounds.isEmpty ? [] : [.refresh],
+        let hadPrecopy = precopy != nil
+        stream = PageStream(arena: arena, pages: hadPrecopy ? staleSet : nil, flags: hadPrecopy ? [.refresh] : [],
                             pagesPerFrame: configuration.pagesPerFrame, skip: sentSinceSwitchover)
-        computeDigest()
+        DigestTask.start(arena: arena, loop: loop) { [self] value in
+            digest = value
+            report.digest = hex(value.value)
+            pump()
+        }
         pump()
     }
 
@@ -247,12 +245,15 @@ public final class SourceAgent: @unchecked Sendable {
         guard let urgent else { return }
         switch frame.header.kind {
         case .request:
-            serve(frame, on: urgent)
-        case .done:
-            guard case .done(let received, let theirDigest)? = try? Message(frame) else {
-                urgent.fail(.protocolViolation, "malformed done frame")
-                return
+            // Before switch-over no page is owed: a request then is not from a real destination.
+            guard let demand else {
+                return urgent.fail(.protocolViolation, "a page request before switch-over")
             }
+            demand.serve(frame, on: urgent)
+        case .done:
+            let message: Message
+            do { message = try Message.decode(frame) } catch { return urgent.fail(.protocolViolation, error.description) }
+            guard case .done(let received, let theirDigest) = message else { return }
             report.destinationDigestMatch = theirDigest == digest?.value
             configuration.progress("source: destination received \(received) pages; digest \(report.destinationDigestMatch ? "matches" : "DIFFERS")")
             if !report.destinationDigestMatch { failure = "the destination's digest differs from the source's" }
@@ -262,30 +263,9 @@ public final class SourceAgent: @unchecked Sendable {
         }
     }
 
-    /// Answers a demand request: the page, or "unchanged" when the hash of the
-    /// destination's stale copy still matches ours.
-    private func serve(_ frame: ParsedFrame, on urgent: TCPConnection) {
-        let first = Int(frame.header.arg)
-        let count = Int(frame.header.count)
-        let hashes = RequestFlags(rawValue: frame.header.flags).contains(.hasHash) ? frame.payload : nil
-        report.demandRequests += 1
-        busyPoll?.extend(from: EventLoop.nowNanos())
-        for page in first..<(first + count) {
-            sentSinceSwitchover[page] = true
-            let bytes = UnsafeRawBufferPointer(start: arena.ioPage(page), count: arena.pageSize)
-            if let hashes, hashes.loadUnaligned(fromByteOffset: (page - first) * 16, as: UInt128.self) == PageHash.hash(bytes).littleEndian {
-                urgent.send(kind: .unchanged, count: 1, arg: UInt64(page))
-                report.unchangedAnswers += 1
-            } else {
-                let flags: PageFlags = stale[page] ? [.demand, .refresh] : [.demand]
-                urgent.send(kind: .pages, flags: flags.rawValue, count: 1, arg: UInt64(page), payload: bytes)
-                report.demandPagesSent += 1
-            }
-        }
-    }
-
     private func pump() {
-        guard let bulk, let stream, !endSent else { return }
+        loop.assertOnLoop()
+        guard let bulk, let stream, !endSent, phase != .finished else { return }
         let queuedAll = !configuration.background && phase == .postcopy
             || stream.pump(bulk, highWater: configuration.bulkHighWater)
         switch phase {
@@ -311,24 +291,6 @@ public final class SourceAgent: @unchecked Sendable {
         }
     }
 
-    /// Digests the frozen arena on a thread of its own and hands the result to the loop.
-    private func computeDigest() {
-        let arena = self.arena
-        let loop = self.loop
-        let agent = self
-        Thread.detachNewThread {
-            // Lowest priority: it runs while demand faults are served, and on a busy
-            // machine it must not take the CPU from the loop that serves them.
-            setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(cuffd_gettid()), 19)
-            let value = ArenaDigest.of(arena: UnsafeRawBufferPointer(start: arena.ioBase, count: arena.size), pageSize: arena.pageSize)
-            loop.execute {
-                agent.digest = value
-                agent.report.digest = hex(value.value)
-                agent.pump()
-            }
-        }
-    }
-
     /// A destination that stopped reading (frozen, or its host gone without a
     /// reset) would leave the stream waiting forever: give up after the peer timeout.
     private func checkDestinationReads() {
@@ -347,7 +309,7 @@ public final class SourceAgent: @unchecked Sendable {
         // The destination may close the bulk connection once it has everything,
         // before its "done" on the urgent one is read here.
         if which == "bulk", endSent, case .endOfStream = reason { return }
-        let sent = (stream?.pagesSent ?? 0) + report.demandPagesSent
+        let sent = (stream?.pagesSent ?? 0) + (demand?.counts.pagesSent ?? 0)
         abort("destination's \(which) connection ended before the migration finished (\(reason)); "
             + "\(sent) of \(arena.pageCount) pages had been sent since switch-over")
     }
@@ -358,6 +320,7 @@ public final class SourceAgent: @unchecked Sendable {
     }
 
     private func finish() {
+        loop.assertOnLoop()
         guard phase != .finished else { return }
         phase = .finished
         report.elapsedSeconds = Double(EventLoop.nowNanos() - startNanos) / 1e9
@@ -367,8 +330,20 @@ public final class SourceAgent: @unchecked Sendable {
         bulk?.close()
         listener?.close()
         pumpAgain?.close()
-        busyPoll?.close()
+        busyPoll.close()
         watchdog?.close()
         loop.shutdown()
+    }
+
+    /// The report with the counters of the parts that did the work.
+    private func reportWithCounts() -> SourceReport {
+        var report = self.report
+        if let precopy { report.precopyRounds = precopy.rounds }
+        if let demand {
+            report.demandRequests = demand.counts.requests
+            report.demandPagesSent = demand.counts.pagesSent
+            report.unchangedAnswers = demand.counts.unchangedAnswers
+        }
+        return report
     }
 }
