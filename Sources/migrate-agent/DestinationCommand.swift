@@ -29,9 +29,11 @@ struct DestinationCommand: ParsableCommand {
         var configuration = DestinationConfiguration()
         configuration.arenaSize = try parseSize(arena)
         configuration.protection = protection.kind
-        configuration.guest.threads = guestThreads
-        configuration.guest.pattern = pattern
-        configuration.guest.writeRatio = writeRatio
+        var guest = DestinationGuest.Configuration()
+        guest.threads = guestThreads
+        guest.pattern = pattern
+        guest.writeRatio = writeRatio
+        configuration.workload = { [guest] in DestinationGuest(configuration: guest) }
         configuration.peerTimeoutSeconds = peerTimeout
         configuration.busyPollMicros = busyPoll
         configuration.progress = { Console.err($0) }

@@ -32,8 +32,9 @@ struct SourceCommand: ParsableCommand {
     func run() throws {
         var configuration = SourceConfiguration()
         configuration.arenaSize = try parseSize(arena)
-        configuration.guestThreads = guestThreads
-        configuration.dirtyRate = dirtyRate
+        configuration.workload = { [guestThreads, dirtyRate] arena in
+            SourceGuest(arena: arena, threads: guestThreads, dirtyRate: dirtyRate)
+        }
         configuration.background = background
         configuration.busyPollMicros = busyPoll
         configuration.peerTimeoutSeconds = peerTimeout

@@ -104,7 +104,7 @@ public struct DemoRunner {
         }
         if !r.precopyRounds.isEmpty { lines.append("  protected at switch-over \(r.pagesProtectedAtSwitchover) pages") }
         if let g = r.destination?.guest {
-            lines.append("  guest               \(g.threads) threads, \(g.pattern.rawValue), \(g.pagesTouched) pages touched, \(g.writes) writes, \(g.mismatches) wrong pages")
+            lines.append("  guest               \(g.threads) threads, \(g.pattern), \(g.pagesTouched) pages touched, \(g.writes) writes, \(g.mismatches) wrong pages")
         }
         if let e = r.error { lines.append("  error               \(e)") }
         return lines.joined(separator: "\n")

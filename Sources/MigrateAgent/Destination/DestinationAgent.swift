@@ -40,7 +40,7 @@ public final class DestinationAgent: @unchecked Sendable {
     private var bulk: TCPConnection?
     private var poller: FdPoller?
     private var timer: LoopTimer?
-    private var guest: DestinationGuest?
+    private var guest: (any DestinationWorkload)?
     private var sessionID: UInt128 = 0
     private var sourceDigest: UInt128?
     private var startNanos: UInt64 = 0
@@ -174,21 +174,20 @@ public final class DestinationAgent: @unchecked Sendable {
     /// pages, start taking faults, start the guest.
     private func switchover(_ frame: ParsedFrame) throws(AgentError) {
         let applyStart = EventLoop.nowNanos()
-        guard let versions = GuestVersions(encoded: frame.payload, pageCount: arena.pageCount) else {
-            throw .protocolViolation("guest state of \(frame.payload.count) bytes does not fit \(arena.pageCount) pages")
-        }
         report.pagesProtectedAtSwitchover = try Switchover.apply(tracker: tracker, backend: backend)
         poller = try FdPoller(loop: loop, fd: backend.uffd.fd) { [unowned self] in
             handle { () throws(AgentError) in try faults.drain() }
         }
         phase = .migrating
         faults.serving = true
-        let guest = DestinationGuest(arena: arena, versions: versions, tracker: tracker, touchLog: phases.touchLog,
-                                     configuration: configuration.guest)
-        self.guest = guest
-        guest.start()
+        if let guest = configuration.workload() {
+            let tracker = self.tracker
+            try guest.start(state: frame.payload, context: DestinationGuestContext(
+                arena: arena, wasDemandFetched: { tracker.wasDemandFetched($0) }, touchLog: phases.touchLog))
+            self.guest = guest
+        }
         report.switchoverApplyMillis = Double(EventLoop.nowNanos() - applyStart) / 1e6
-        configuration.progress("destination: switched over; guest running with \(configuration.guest.threads) threads (\(configuration.guest.pattern.rawValue))")
+        configuration.progress("destination: switched over; \(guest.map { "running \($0)" } ?? "no guest runs here")")
     }
 
     // MARK: Progress, liveness, ending
@@ -247,7 +246,7 @@ public final class DestinationAgent: @unchecked Sendable {
         guard phase != .finished else { return }
         report.error = "\(reason); \(tracker.missingCount) of \(arena.pageCount) pages still missing"
         report.pagesMissing = tracker.missingCount
-        guest?.abort.store(true, ordering: .relaxed)
+        guest?.abort()
         teardown()
     }
 
@@ -286,46 +285,20 @@ public final class DestinationAgent: @unchecked Sendable {
         return report
     }
 
-    /// After the loop: waits for the guest, verifies the arena and fills the report.
+    /// After the loop: waits for the guest and adds its outcome to the report.
     private func finishGuest() {
         report.phases = phases.summary
-        guard let guest else { return }
-        let finished = guest.wait(seconds: configuration.guestDeadlineSeconds)
-        if finished {
-            phases.collectWakeUps(pageCount: arena.pageCount)
-            report.phases = phases.summary
-        }
-        var summary = GuestSummary(threads: configuration.guest.threads, pattern: configuration.guest.pattern)
-        summary.finished = finished
-        var latency = LatencySummary.makeHistogram()
-        if finished {
-            var firstStart = UInt64.max
-            var lastEnd: UInt64 = 0
-            for result in guest.results {
-                summary.accesses += result.accesses
-                summary.pagesTouched += result.pagesTouched
-                summary.demandFaults += result.demandFaults
-                summary.writes += result.writes
-                summary.mismatches += result.mismatches
-                summary.firstMismatch = summary.firstMismatch ?? result.firstMismatch
-                latency.add(result.faultLatency)
-                firstStart = min(firstStart, result.firstTouchStartNanos)
-                lastEnd = max(lastEnd, result.lastTouchEndNanos)
+        if let guest {
+            let outcome = guest.finish(within: configuration.guestDeadlineSeconds)
+            if outcome.finished {
+                phases.collectWakeUps(pageCount: arena.pageCount)
+                report.phases = phases.summary
+                report.faultLatencyMicros = LatencySummary(outcome.faultLatency)
+                faultLatencyHistogram = outcome.faultLatency
             }
-            summary.touchSeconds = lastEnd > firstStart ? Double(lastEnd - firstStart) / 1e9 : 0
-            report.faultLatencyMicros = LatencySummary(latency)
-            faultLatencyHistogram = latency
-        } else if report.error == nil {
-            report.error = "the guest did not finish within \(configuration.guestDeadlineSeconds) s"
-        }
-        report.guest = summary
-        if report.error == nil, summary.mismatches > 0 {
-            report.error = "the guest read \(summary.mismatches) wrong pages; first: \(summary.firstMismatch ?? "?")"
-        }
-        if report.error == nil, finished, configuration.verifyArena {
-            let check = guest.verifyWholeArena()
-            report.arenaVerified = check.firstBad == nil
-            if let bad = check.firstBad { report.error = "arena verification failed: \(bad)" }
+            report.guest = outcome.summary
+            report.arenaVerified = outcome.arenaVerified
+            if report.error == nil { report.error = outcome.error }
         }
         report.succeeded = report.error == nil
     }

@@ -5,7 +5,9 @@ public struct DestinationConfiguration: Sendable {
     public var pageSize = Arena.systemPageSize
     /// nil: the best backend the kernel offers.
     public var protection: BackendKind?
-    public var guest = DestinationGuest.Configuration()
+    /// What runs in the arena from switch-over on, fed the state the source sent
+    /// (nil: no guest runs; memory only arrives).
+    public var workload: @Sendable () -> (any DestinationWorkload)? = { nil }
     /// With no byte from the source for this long, the migration fails.
     public var peerTimeoutSeconds = 10.0
     /// Microseconds the loop keeps polling instead of sleeping after demand activity (0: off).
@@ -14,8 +16,6 @@ public struct DestinationConfiguration: Sendable {
     public var holdBackgroundDuringFaults = true
     /// How long the guest may run after the last page arrived.
     public var guestDeadlineSeconds = 120.0
-    /// Check every page of the arena against the guest's versions at the end.
-    public var verifyArena = true
     public var progress: @Sendable (String) -> Void = { _ in }
     public init() {}
 }

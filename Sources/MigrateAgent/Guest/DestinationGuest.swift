@@ -7,16 +7,18 @@ import Synchronization
 /// versions that came at switch-over, and time each first access of a page
 /// that had to be fetched on demand.
 ///
-/// Threading: `start` and `wait` from one controlling thread; the guest threads
-/// touch only guest memory, their own slice of `versions`, their own result,
-/// and read `tracker` flags. `abort` may be set from any thread.
-public final class DestinationGuest: @unchecked Sendable {
+/// Threading: `start` on the destination's loop, `finish` after it; the guest
+/// threads touch only guest memory, their own slice of `versions`, their own
+/// result, and read the demand flags. `abort` from any thread.
+public final class DestinationGuest: DestinationWorkload, @unchecked Sendable {
     public struct Configuration: Sendable {
         public var threads = 4
         public var pattern = AccessPattern.random
         /// Fraction of accesses that also write a new version.
         public var writeRatio = 0.2
         public var seed: UInt64 = 1
+        /// Check every page of the arena against the guest's versions at the end.
+        public var verifyArena = true
         public init() {}
     }
 
@@ -34,22 +36,18 @@ public final class DestinationGuest: @unchecked Sendable {
         public var faultLatency = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
     }
 
-    let arena: Arena
-    let versions: GuestVersions
-    let tracker: PageTracker
-    let touchLog: TouchLog?
-    let configuration: Configuration
+    public let configuration: Configuration
     private let threads = GuestThreads()
     private let resultSlots: UnsafeMutablePointer<ThreadResult>
     /// Set when the migration failed: threads stop at their next access.
-    public let abort = Atomic<Bool>(false)
+    private let aborted = Atomic<Bool>(false)
+    // Set once by `start`, before the threads run; read-only afterwards.
+    private var arena: Arena!
+    private var versions: GuestVersions!
+    private var context: DestinationGuestContext!
+    private var started = false
 
-    public init(arena: Arena, versions: GuestVersions, tracker: PageTracker, touchLog: TouchLog? = nil,
-                configuration: Configuration) {
-        self.arena = arena
-        self.versions = versions
-        self.tracker = tracker
-        self.touchLog = touchLog
+    public init(configuration: Configuration) {
         self.configuration = configuration
         resultSlots = .allocate(capacity: configuration.threads)
         resultSlots.initialize(repeating: ThreadResult(), count: configuration.threads)
@@ -60,7 +58,23 @@ public final class DestinationGuest: @unchecked Sendable {
         resultSlots.deallocate()
     }
 
-    public func start() {
+    public func start(state: UnsafeRawBufferPointer, context: DestinationGuestContext) throws(AgentError) {
+        let pageCount = context.arena.pageCount
+        guard let versions = GuestVersions(encoded: state, pageCount: pageCount) else {
+            throw .protocolViolation("guest state of \(state.count) bytes does not fit \(pageCount) pages")
+        }
+        self.arena = context.arena
+        self.versions = versions
+        self.context = context
+        started = true
+        startThreads()
+    }
+
+    public func abort() { aborted.store(true, ordering: .relaxed) }
+
+    public var description: String { "\(configuration.threads) guest threads (\(configuration.pattern.rawValue))" }
+
+    private func startThreads() {
         let n = configuration.threads
         threads.start(count: n, name: "guest") { [self] t in
             let pages = Array(stride(from: t, to: arena.pageCount, by: n))
@@ -76,25 +90,25 @@ public final class DestinationGuest: @unchecked Sendable {
         var touched = [Bool](repeating: false, count: arena.pageCount / n + 1)
         result.pointee.firstTouchStartNanos = EventLoop.nowNanos()
         for page in order {
-            if abort.load(ordering: .relaxed) { break }
+            if aborted.load(ordering: .relaxed) { break }
             let address = arena.guestPage(page)
             let first = !touched[page / n]
             let start = EventLoop.nowNanos()
-            if first { touchLog?.started(page, at: start) }
+            if first { context.touchLog.started(page, at: start) }
             _ = guest_read_u64(address)  // the access that faults when the page is not here yet
             let end = EventLoop.nowNanos()
             result.pointee.accesses += 1
             if first {
-                touchLog?.ended(page, at: end)
+                context.touchLog.ended(page, at: end)
                 touched[page / n] = true
                 result.pointee.pagesTouched += 1
-                if tracker.wasDemandFetched(page) {
+                if context.wasDemandFetched(page) {
                     result.pointee.demandFaults += 1
                     _ = result.pointee.faultLatency.record(end - start)
                 }
             }
             if !PageContent.verify(address, index: page, version: versions[page], pageSize: pageSize) {
-                if abort.load(ordering: .relaxed) { break }  // released by a failed migration, not bad data
+                if aborted.load(ordering: .relaxed) { break }  // released by a failed migration, not bad data
                 result.pointee.mismatches += 1
                 if result.pointee.firstMismatch == nil {
                     result.pointee.firstMismatch = "page \(page): expected version \(versions[page]), found "
@@ -111,19 +125,50 @@ public final class DestinationGuest: @unchecked Sendable {
         result.pointee.lastTouchEndNanos = EventLoop.nowNanos()
     }
 
-    /// Waits for every guest thread, at most `seconds`; true when all finished.
-    public func wait(seconds: Double) -> Bool { threads.wait(seconds: seconds) }
-
-    /// Per-thread results; only after `wait` returned true.
-    public var results: [ThreadResult] { Array(UnsafeBufferPointer(start: resultSlots, count: configuration.threads)) }
+    /// Waits for the guest threads, sums what they saw, and checks the whole arena.
+    public func finish(within seconds: Double) -> DestinationGuestOutcome {
+        var outcome = DestinationGuestOutcome()
+        guard started else { return outcome }
+        outcome.finished = threads.wait(seconds: seconds)
+        var summary = GuestSummary(threads: configuration.threads, pattern: configuration.pattern.rawValue)
+        summary.finished = outcome.finished
+        guard outcome.finished else {
+            outcome.summary = summary
+            outcome.error = "the guest did not finish within \(seconds) s"
+            return outcome
+        }
+        var firstStart = UInt64.max
+        var lastEnd: UInt64 = 0
+        for result in UnsafeBufferPointer(start: resultSlots, count: configuration.threads) {
+            summary.accesses += result.accesses
+            summary.pagesTouched += result.pagesTouched
+            summary.demandFaults += result.demandFaults
+            summary.writes += result.writes
+            summary.mismatches += result.mismatches
+            summary.firstMismatch = summary.firstMismatch ?? result.firstMismatch
+            outcome.faultLatency.add(result.faultLatency)
+            firstStart = min(firstStart, result.firstTouchStartNanos)
+            lastEnd = max(lastEnd, result.lastTouchEndNanos)
+        }
+        summary.touchSeconds = lastEnd > firstStart ? Double(lastEnd - firstStart) / 1e9 : 0
+        outcome.summary = summary
+        if summary.mismatches > 0 {
+            outcome.error = "the guest read \(summary.mismatches) wrong pages; first: \(summary.firstMismatch ?? "?")"
+        } else if configuration.verifyArena, !aborted.load(ordering: .relaxed) {
+            let bad = firstBadPage()
+            outcome.arenaVerified = bad == nil
+            if let bad { outcome.error = "arena verification failed: \(bad)" }
+        }
+        return outcome
+    }
 
     /// Checks every page against the guest's versions (after migration and guest are done).
-    public func verifyWholeArena() -> (checked: Int, firstBad: String?) {
+    private func firstBadPage() -> String? {
         for page in 0..<arena.pageCount
         where !PageContent.verify(arena.ioPage(page), index: page, version: versions[page], pageSize: arena.pageSize) {
-            return (page, "page \(page): expected version \(versions[page]), found "
-                + PageContent.describe(arena.ioPage(page), pageSize: arena.pageSize))
+            return "page \(page): expected version \(versions[page]), found "
+                + PageContent.describe(arena.ioPage(page), pageSize: arena.pageSize)
         }
-        return (arena.pageCount, nil)
+        return nil
     }
 }

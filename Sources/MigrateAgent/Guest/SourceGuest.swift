@@ -8,16 +8,19 @@ import Synchronization
 /// Threading: `fill`, `startDirtying` and `pause` from the controlling thread
 /// (the source's loop); the guest threads touch only guest memory and their
 /// slice of `versions`.
-public final class SourceGuest: @unchecked Sendable {
+public final class SourceGuest: SourceWorkload, @unchecked Sendable {
     let arena: Arena
     public let versions: GuestVersions
     let threadCount: Int
     let seed: UInt64
+    /// Pages per second written from `resume` until `pause` (0: none).
+    let dirtyRate: Int
     private let stop = Atomic<Bool>(false)
     private let writes = Atomic<Int>(0)
     private var running: GuestThreads?
 
-    public init(arena: Arena, threads: Int, seed: UInt64 = 7) {
+    public init(arena: Arena, threads: Int, dirtyRate: Int = 0, seed: UInt64 = 7) {
+        self.dirtyRate = dirtyRate
         self.arena = arena
         self.versions = GuestVersions(pageCount: arena.pageCount, initial: 1)
         self.threadCount = max(1, threads)
@@ -25,7 +28,7 @@ public final class SourceGuest: @unchecked Sendable {
     }
 
     /// Writes version 1 of every page, in parallel.
-    public func fill() {
+    public func populate() {
         let threads = GuestThreads()
         let n = threadCount
         threads.start(count: n, name: "source-fill") { [self] t in
@@ -36,8 +39,9 @@ public final class SourceGuest: @unchecked Sendable {
         _ = threads.wait(seconds: 3600)
     }
 
-    /// Starts writing random pages, about `pagesPerSecond` in all, until `pause`.
-    public func startDirtying(pagesPerSecond: Int) {
+    /// Starts writing random pages, about `dirtyRate` a second in all, until `pause`.
+    public func resume() {
+        let pagesPerSecond = dirtyRate
         guard pagesPerSecond > 0 else { return }
         let threads = GuestThreads()
         let n = threadCount
@@ -68,6 +72,9 @@ public final class SourceGuest: @unchecked Sendable {
         while let running, !running.wait(seconds: 0.001) { service() }
         running = nil
     }
+
+    /// The versions of every page, little-endian UInt32 each.
+    public func switchoverState() -> [UInt8] { versions.encoded() }
 
     /// Pages written since the fill.
     public var pagesWritten: Int { writes.load(ordering: .relaxed) }

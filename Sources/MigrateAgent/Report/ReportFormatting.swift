@@ -41,7 +41,7 @@ public enum ReportFormatting {
             "  digest match       \(r.digestMatch ? "yes" : "no")",
         ]
         if let g = r.guest {
-            lines.append("  guest              \(g.threads) threads, \(g.pattern.rawValue), \(g.accesses) accesses, \(g.writes) writes, \(g.mismatches) wrong pages")
+            lines.append("  guest              \(g.threads) threads, \(g.pattern), \(g.accesses) accesses, \(g.writes) writes, \(g.mismatches) wrong pages")
         }
         if let e = r.error { lines.append("  error              \(e)") }
         return lines.joined(separator: "\n")

@@ -71,10 +71,11 @@ public struct FaultPhases: Codable, Sendable {
     public var total: LatencySummary
 }
 
-/// What the destination's guest threads did.
+/// What the destination's guest did, as its workload reports it.
 public struct GuestSummary: Codable, Sendable {
     public var threads: Int
-    public var pattern: AccessPattern
+    /// How the guest walked its pages (the synthetic guest's pattern name).
+    public var pattern: String
     public var accesses = 0
     public var pagesTouched = 0
     public var demandFaults = 0
@@ -83,6 +84,11 @@ public struct GuestSummary: Codable, Sendable {
     public var firstMismatch: String?
     public var finished = false
     public var touchSeconds = 0.0
+
+    public init(threads: Int, pattern: String) {
+        self.threads = threads
+        self.pattern = pattern
+    }
 }
 
 /// What the source agent reports at the end of a migration.

@@ -21,7 +21,7 @@ public final class SourceAgent: @unchecked Sendable {
     private let configuration: SourceConfiguration
     private let loop: EventLoop
     private let arena: Arena
-    private let guest: SourceGuest
+    private let guest: any SourceWorkload
     private let sessionLimits: FrameLimits
     private let busyPoll: BusyPoll
     /// Pages sent since switch-over, on demand or in the background.
@@ -59,7 +59,7 @@ public final class SourceAgent: @unchecked Sendable {
         _ = try ByteSize(bytes: configuration.arenaSize).pages(of: configuration.pageSize)
         loop = try EventLoop()
         arena = try Arena(size: configuration.arenaSize, pageSize: configuration.pageSize, name: "source-arena")
-        guest = SourceGuest(arena: arena, threads: configuration.guestThreads)
+        guest = configuration.workload(arena)
         sessionLimits = .session(pageSize: arena.pageSize, pageCount: UInt64(arena.pageCount))
         busyPoll = BusyPoll(loop: loop, windowMicros: configuration.busyPollMicros)
         sentSinceSwitchover = PageSet(pageCount: arena.pageCount)
@@ -69,7 +69,7 @@ public final class SourceAgent: @unchecked Sendable {
     /// Fills the guest, listens, and runs until the migration ends. Throws when it failed.
     public func run() throws(AgentError) -> SourceReport {
         configuration.progress("source: filling \(ByteSize(bytes: arena.size)) of guest memory (\(arena.pageCount) pages)")
-        guest.fill()
+        guest.populate()
         if configuration.precopyRounds > 0 {
             let probe: KernelProbe
             do { probe = try KernelProbe.run() } catch { throw .kernel(error) }
@@ -82,7 +82,7 @@ public final class SourceAgent: @unchecked Sendable {
             report.dirtyTracking = method.rawValue
             configuration.progress("source: pre-copy dirty tracking: \(method == .pagemapScan ? "userfaultfd WP_ASYNC + PAGEMAP_SCAN" : "synchronous userfaultfd write-protect faults (the kernel lacks WP_ASYNC or PAGEMAP_SCAN, or it was asked for)")")
         }
-        guest.startDirtying(pagesPerSecond: configuration.dirtyRate)
+        guest.resume()
         loop.execute { [self] in
             do throws(AgentError) {
                 try tracker?.attach(to: loop)
@@ -91,7 +91,7 @@ public final class SourceAgent: @unchecked Sendable {
                 configuration.onListening(listener!.address)
             } catch {
                 setupError = error
-                guest.pause()
+                guest.pause {}
                 busyPoll.close()
                 loop.shutdown()
             }
@@ -220,7 +220,7 @@ public final class SourceAgent: @unchecked Sendable {
         for start in stride(from: 0, to: staleSet.count, by: Tuning.staleIndicesPerFrame) {
             bulk.send(.staleSet(staleSet[start..<min(start + Tuning.staleIndicesPerFrame, staleSet.count)].map { UInt64($0) }))
         }
-        bulk.send(.switchover(arg: 0, state: guest.versions.encoded()))
+        bulk.send(.switchover(arg: 0, state: guest.switchoverState()))
         bulk.flush()
         report.staleAtSwitchover = staleSet.count
         report.pauseToSwitchoverMillis = Double(EventLoop.nowNanos() - pauseStart) / 1e6
@@ -325,7 +325,7 @@ public final class SourceAgent: @unchecked Sendable {
         phase = .finished
         report.elapsedSeconds = Double(EventLoop.nowNanos() - startNanos) / 1e9
         tracker?.stop()
-        guest.pause()
+        guest.pause {}
         urgent?.close()
         bulk?.close()
         listener?.close()

@@ -3,10 +3,9 @@ public struct SourceConfiguration: Sendable {
     public var listen = SocketAddress(host: "127.0.0.1", port: 0)
     public var arenaSize = 256 << 20
     public var pageSize = Arena.systemPageSize
-    /// Guest threads writing the arena until switch-over.
-    public var guestThreads = 2
-    /// Pages per second the guest writes until switch-over (0: none after the fill).
-    public var dirtyRate = 20_000
+    /// What runs in the arena until switch-over; the engine only pauses it and
+    /// moves its state. Default: nothing runs, the memory stays as it is.
+    public var workload: @Sendable (Arena) -> any SourceWorkload = { _ in FrozenSourceWorkload() }
     /// Stream every page in the background; off, pages move only on demand
     /// (a benchmark scenario: the guest must then touch every page).
     public var background = true

@@ -24,8 +24,8 @@ public final class TouchLog: @unchecked Sendable {
         ends.deallocate()
     }
 
-    @inline(__always) func started(_ page: Int, at nanos: UInt64) { atomic_store_u64(starts + page, nanos) }
-    @inline(__always) func ended(_ page: Int, at nanos: UInt64) { atomic_store_u64(ends + page, nanos) }
+    @inline(__always) public func started(_ page: Int, at nanos: UInt64) { atomic_store_u64(starts + page, nanos) }
+    @inline(__always) public func ended(_ page: Int, at nanos: UInt64) { atomic_store_u64(ends + page, nanos) }
     @inline(__always) func start(of page: Int) -> UInt64 { atomic_load_u64(starts + page) }
     @inline(__always) func end(of page: Int) -> UInt64 { atomic_load_u64(ends + page) }
 }
