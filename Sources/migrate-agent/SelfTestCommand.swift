@@ -1,5 +1,6 @@
 import ArgumentParser
 import Dispatch
+import BackendContract
 import MigrateAgent
 
 struct SelfTestCommand: ParsableCommand {
