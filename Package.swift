@@ -33,7 +33,7 @@ let package = Package(
             ]
         ),
         // The tools around the engine: they use only MigrateAgent's public API.
-        // The protection-backend contract, run by `migrate-agent selftest`.
+        // The protection-backend contract, run by `migrate-agent selftest` and by BackendContractTests.
         .target(name: "BackendContract", dependencies: ["MigrateAgent", "CUffd", "CGuestAccess"]),
         // `migrate-agent demo`: a source and a destination as child processes.
         .target(name: "MigrateDemo", dependencies: ["MigrateAgent"]),
@@ -54,6 +54,8 @@ let package = Package(
         ),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         .testTarget(name: "MigrateAgentTests", dependencies: ["MigrateAgent", "CUffd", "Wire"]),
+        // The backend contract of BackendContract, once per backend the kernel offers.
+        .testTarget(name: "BackendContractTests", dependencies: ["BackendContract", "MigrateAgent"]),
         // Runs the real migrate-agent binary as two processes on 127.0.0.1.
         .testTarget(
             name: "IntegrationTests", dependencies: ["migrate-agent", "MigrateAgent", "MigrateDemo", "MigrateBench", "Wire"]),

@@ -4,8 +4,9 @@ import MigrateAgent
 /// installed, each thread two pages of its own and both of two shared pages;
 /// the resolver installs each page's bytes with `installAbsent`. Every touched
 /// page must be installed exactly once however many threads faulted on it (a
-/// late fault on an installed page is woken through EEXIST), no other page may
-/// fault, and every thread must read the right bytes.
+/// late fault on an installed page is woken through EEXIST, and reported as
+/// already present), no other page may fault, and every thread must read the
+/// right bytes.
 struct AbsentPagesCheck {
     let context: CheckContext
 
@@ -42,6 +43,7 @@ struct AbsentPagesCheck {
 
         var installs = [Int](repeating: 0, count: pageCount)
         var lateFaults = 0
+        var faultsAfterInstall = 0
         let fresh = FreshPage(pageSize: arena.pageSize)
         let guests = context.guests(for: .absentPages, plans: plans, arena: arena)
         let resolver = ResolvingRun(backend: backend, timeoutSeconds: context.timeoutSeconds)
@@ -53,6 +55,7 @@ struct AbsentPagesCheck {
                 findings.add("\(fault.pageText): an absent page classified \(backend.classify(flags: fault.flags)), not missing")
             }
             if let problem = context.flags.absentProblem(fault, access: ownAccess[page]) { findings.add(problem) }
+            if installs[page] > 0 { faultsAfterInstall += 1 }
             let outcome = try backend.installAbsent(first: page, count: 1, from: fresh.contents(of: page, version: version))
             installs[page] += outcome.installed
             lateFaults += outcome.alreadyPresent
@@ -64,6 +67,9 @@ struct AbsentPagesCheck {
             findings.expect(installs[page] == 1, "page \(page) installed \(installs[page]) times, expected once")
             if let problem = arena.ioViewProblem(page: page, expected: .version(version)) { findings.add(problem) }
         }
+        findings.expect(lateFaults == faultsAfterInstall,
+                        "\(counted(faultsAfterInstall, "fault")) read after its page was installed, but installAbsent "
+                            + "reported \(lateFaults) already present (a late fault must be woken through EEXIST, never installed again)")
         let faultedPages = Set(faults.compactMap(\.page))
         findings.expect(faultedPages == Set(touchedPages),
                         "pages that faulted \(faultedPages.sorted()) are not the touched pages \(Array(touchedPages))")

@@ -22,7 +22,12 @@ struct CheckContext {
     /// registered range was seen to block).
     func makeBackend(pages: Int, for check: SelfTestCheck) throws(AgentError) -> any ProtectionBackend {
         let arena = try Arena(size: pages * Arena.systemPageSize, name: "selftest-\(kind.rawValue)-\(check.rawValue)")
-        return try MigrateAgent.makeBackend(kind, arena: arena)
+        let backend = try MigrateAgent.makeBackend(kind, arena: arena)
+        guard backend.kind == kind else {
+            backend.release()
+            throw .migrationFailed("makeBackend(\(kind.rawValue)) made a \(backend.kind.rawValue) backend")
+        }
+        return backend
     }
 
     /// Calls `backend.protect`, released by a watchdog if it blocks; false when it had to be.

@@ -3,7 +3,9 @@ import MigrateAgent
 
 /// `migrate-agent selftest`: the protection-backend contract run with real
 /// page faults against the running kernel, as library code, so that it works
-/// where `swift test` cannot (a VM that only gets the release binary).
+/// where `swift test` cannot (a VM that only gets the release binary). The one
+/// implementation of the contract: `swift test` runs the same checks through
+/// `run(_:on:)` (Tests/BackendContractTests).
 ///
 /// Every check gets its own arena and backend; guest memory is touched only by
 /// threads the check creates; the calling thread resolves faults and never
@@ -42,13 +44,20 @@ public struct SelfTest {
         return results
     }
 
+    /// Runs one check on one backend (BackendContractTests runs each as a test case).
+    public func run(_ check: SelfTestCheck, on kind: BackendKind) -> SelfTestResult {
+        Self.run(check, CheckContext(kind: kind, threads: configuration.threads, timeoutSeconds: configuration.timeoutSeconds))
+    }
+
     private static func run(_ check: SelfTestCheck, _ context: CheckContext) -> SelfTestResult {
         let start = DispatchTime.now().uptimeNanoseconds
         var findings = Findings()
         var summary = ""
         do {
             switch check {
+            case .classify: summary = try ClassifyCheck(context: context).run(&findings)
             case .absentPages: summary = try AbsentPagesCheck(context: context).run(&findings)
+            case .alreadyPresent: summary = try AlreadyPresentCheck(context: context).run(&findings)
             case .stalePages: summary = try StalePagesCheck(context: context).run(&findings)
             case .unchangedPath: summary = try UnchangedPathCheck(context: context).run(&findings)
             case .release: summary = try ReleaseCheck(context: context).run(&findings)

@@ -57,7 +57,7 @@ public enum BackendSelection: Sendable, Equatable {
     }
 
     /// What the kernel must offer for a backend.
-    static func requirement(of kind: BackendKind) -> String {
+    public static func requirement(of kind: BackendKind) -> String {
         switch kind {
         case .rwp: "userfaultfd read-write protection (UFFD_FEATURE_RWP), Linux 7.3 or later"
         case .minor: "shmem minor faults (UFFD_FEATURE_MINOR_SHMEM), Linux 5.13 or later"

@@ -3,8 +3,12 @@ import MigrateAgent
 /// The checks of `migrate-agent selftest`: the protection-backend contract
 /// (DESIGN.md, "three backends, one contract") exercised with real faults.
 public enum SelfTestCheck: String, Codable, Sendable, CaseIterable {
+    /// `classify` maps fault flags to missing or protected the same way for every backend.
+    case classify
     /// Absent pages faulted by several threads are installed once each, with the right bytes.
     case absentPages = "absent-pages"
+    /// `installAbsent` over pages already there reports them as already present, never overwrites them.
+    case alreadyPresent = "already-present"
     /// Reads and writes of protected pages block until `refresh` delivers fresh bytes.
     case stalePages = "stale-pages"
     /// `refresh(fresh: nil)` maps the held copy, or throws where the backend keeps none.

@@ -50,6 +50,9 @@ struct UnchangedPathCheck {
                 findings.add("page \(page): refresh(fresh: nil) did not throw, but \(context.kind.rawValue) keeps no copy to map")
             } catch {
                 refusal = refusal ?? "\(error)"
+                if let agentError = error as? AgentError, case .migrationFailed = agentError {} else {
+                    findings.add("page \(page): refresh(fresh: nil) threw \(error), expected AgentError.migrationFailed")
+                }
             }
             // The only way on without a held copy: send the bytes.
             try backend.refresh(page: page, fresh: fresh.contents(of: page, version: sentVersion))
