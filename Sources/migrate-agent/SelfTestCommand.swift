@@ -61,4 +61,12 @@ struct SelfTestCommand: ParsableCommand {
 
 extension BackendSelection: ExpressibleByArgument {
     public static var allValueStrings: [String] { argumentNames }
+    /// What `--help` shows as the default: the argument text, not the Swift value.
+    public var defaultValueDescription: String {
+        switch self {
+        case .all: "all"
+        case .auto: "auto"
+        case .only(let kind): kind.rawValue
+        }
+    }
 }
