@@ -1,6 +1,6 @@
 import MigrateAgent
 
-/// Check 1, absent pages: guest threads read and write pages that were never
+/// Check 2, absent pages: guest threads read and write pages that were never
 /// installed, each thread two pages of its own and both of two shared pages;
 /// the resolver installs each page's bytes with `installAbsent`. Every touched
 /// page must be installed exactly once however many threads faulted on it (a

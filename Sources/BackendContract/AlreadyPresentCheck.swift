@@ -1,6 +1,6 @@
 import MigrateAgent
 
-/// Check 2, already present: a demand fault and the background stream can race
+/// Check 3, already present: a demand fault and the background stream can race
 /// to install the same page. `installAbsent` over a page that is already there
 /// must report it in `alreadyPresent`, neither throw nor overwrite it, and
 /// still install the absent pages of a run that has present pages inside it or

@@ -1,7 +1,7 @@
 import CUffd
 import MigrateAgent
 
-/// Check 0, classification: `classify(flags:)` is the same function for every
+/// Check 1, classification: `classify(flags:)` is the same function for every
 /// backend. A fault with the MINOR or the RWP bit is a fault on a protected
 /// page; one with neither (with or without WRITE) is a missing page. The
 /// destination's fault decisions rest on this (see `FaultAction`).

@@ -1,7 +1,7 @@
 import Dispatch
 import MigrateAgent
 
-/// Check 4, release: threads blocked on faults nobody resolves — one on a
+/// Check 6, release: threads blocked on faults nobody resolves — one on a
 /// protected page, one on an absent page — are freed by `backend.release()`
 /// (`UFFDIO_UNREGISTER`, the shutdown path every other check falls back on).
 /// Once released, the protected page shows the held copy (or zeros where the

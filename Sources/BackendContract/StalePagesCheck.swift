@@ -1,6 +1,6 @@
 import MigrateAgent
 
-/// Check 2, stale pages: pages written through the io view (pre-copy) and
+/// Check 4, stale pages: pages written through the io view (pre-copy) and
 /// activated, some of them then protected. Guest threads read and write the
 /// protected pages (each thread one page of its own, all threads one shared
 /// page they read and one they write) and block; the resolver checks each

@@ -1,6 +1,6 @@
 import MigrateAgent
 
-/// Check 3, the unchanged path: the source says a stale page did not change,
+/// Check 5, the unchanged path: the source says a stale page did not change,
 /// so the resolver calls `refresh(page:fresh: nil)`. A backend that keeps the
 /// protected page's bytes (`rwp`, `minor`) must resolve the fault from that
 /// copy, with no bytes sent; one that dropped them (`missing`) must refuse by
