@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "migrate-agent", targets: ["migrate-agent"]),
         .library(name: "MigrateAgent", targets: ["MigrateAgent"]),
         .library(name: "Wire", targets: ["Wire"]),
+        .library(name: "BackendContract", targets: ["BackendContract"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -31,16 +32,32 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
+        // The tools around the engine: they use only MigrateAgent's public API.
+        // The protection-backend contract, run by `migrate-agent selftest` and by BackendContractTests.
+        .target(name: "BackendContract", dependencies: ["MigrateAgent", "CUffd", "CGuestAccess"]),
+        // `migrate-agent demo`: a source and a destination as child processes.
+        .target(name: "MigrateDemo", dependencies: ["MigrateAgent"]),
+        // `migrate-agent bench`: baselines, agent scenarios and the report.
+        .target(
+            name: "MigrateBench",
+            dependencies: [
+                "MigrateAgent", "MigrateDemo", "CUffd", "CGuestAccess", "Wire",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
+        ),
         .executableTarget(
             name: "migrate-agent",
             dependencies: [
-                "MigrateAgent", "Wire",
+                "MigrateAgent", "Wire", "BackendContract", "MigrateDemo", "MigrateBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         .testTarget(name: "MigrateAgentTests", dependencies: ["MigrateAgent", "CUffd", "Wire"]),
+        // The backend contract of BackendContract, once per backend the kernel offers.
+        .testTarget(name: "BackendContractTests", dependencies: ["BackendContract", "MigrateAgent"]),
         // Runs the real migrate-agent binary as two processes on 127.0.0.1.
-        .testTarget(name: "IntegrationTests", dependencies: ["migrate-agent", "MigrateAgent", "Wire"]),
+        .testTarget(
+            name: "IntegrationTests", dependencies: ["migrate-agent", "MigrateAgent", "MigrateDemo", "MigrateBench", "Wire"]),
     ]
 )

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import MigrateAgent
+import MigrateBench
+import MigrateDemo
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -48,7 +50,7 @@ struct BenchCommand: ParsableCommand {
     func run() throws {
         if rttServer { return try runReportingErrors { try LoopbackServer.run() } }
         if let renderMarkdown { return try render(renderMarkdown) }
-        var configuration = BenchConfiguration()
+        var configuration = BenchConfiguration(executable: AgentProcess.currentExecutable)
         configuration.arenaSize = try parseSize(arena)
         configuration.scenarios = scenarios.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         configuration.repetitions = repetitions

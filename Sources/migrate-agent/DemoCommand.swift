@@ -1,5 +1,6 @@
 import ArgumentParser
 import MigrateAgent
+import MigrateDemo
 
 struct DemoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -16,7 +17,7 @@ struct DemoCommand: ParsableCommand {
     @Flag(help: "Print the report as JSON.") var json = false
 
     func run() throws {
-        var configuration = DemoRunner.Configuration()
+        var configuration = DemoRunner.Configuration(executable: AgentProcess.currentExecutable)
         configuration.arenaSize = try parseSize(arena)
         configuration.guestThreads = guestThreads
         configuration.pattern = pattern

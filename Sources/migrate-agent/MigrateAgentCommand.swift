@@ -50,4 +50,6 @@ struct ProtectionOption: ExpressibleByArgument {
         if argument == "auto" { kind = nil } else if let k = BackendKind(rawValue: argument) { kind = k } else { return nil }
     }
     static var allValueStrings: [String] { BackendKind.allCases.map(\.rawValue) + ["auto"] }
+    /// What `--help` shows as the default: the argument text, not the Swift value.
+    var defaultValueDescription: String { kind?.rawValue ?? "auto" }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Dispatch
+import BackendContract
 import MigrateAgent
 
 struct SelfTestCommand: ParsableCommand {
@@ -7,10 +8,12 @@ struct SelfTestCommand: ParsableCommand {
         commandName: "selftest",
         abstract: "Check the protection backends against the running kernel with real faults.",
         discussion: """
-            For each backend: absent pages faulted by several threads are installed once each; reads and \
-            writes of protected pages block until refreshed with new bytes; refresh of an unchanged page \
-            uses the held copy (or throws where the backend keeps none); release() frees blocked threads. \
-            Prints one PASS or FAIL line per check and exits 0 only if every check passed.
+            For each backend: fault flags classify as missing or protected; absent pages faulted by several \
+            threads are installed once each; installing pages already there reports them as already present \
+            without overwriting them; reads and writes of protected pages block until refreshed with new bytes; \
+            refresh of an unchanged page uses the held copy (or throws where the backend keeps none); release() \
+            frees blocked threads. The same checks run in `swift test` (BackendContractTests). Prints one PASS \
+            or FAIL line per check and exits 0 only if every check passed.
             """)
 
     @Option(help: "Backends to check: rwp, minor, missing, auto (the one the agent would pick) or all (every one the kernel offers).")
@@ -58,4 +61,12 @@ struct SelfTestCommand: ParsableCommand {
 
 extension BackendSelection: ExpressibleByArgument {
     public static var allValueStrings: [String] { argumentNames }
+    /// What `--help` shows as the default: the argument text, not the Swift value.
+    public var defaultValueDescription: String {
+        switch self {
+        case .all: "all"
+        case .auto: "auto"
+        case .only(let kind): kind.rawValue
+        }
+    }
 }

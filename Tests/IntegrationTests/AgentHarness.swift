@@ -1,5 +1,6 @@
 import Foundation
 import MigrateAgent
+import MigrateDemo
 import Testing
 
 /// Runs the real `migrate-agent` binary (built next to this test bundle) as

@@ -1,5 +1,6 @@
 import Foundation
 import MigrateAgent
+import MigrateBench
 import Testing
 
 /// Runs the real `migrate-agent bench` in a tiny configuration and checks that

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import MigrateAgent
+import MigrateDemo
 import Testing
 import Wire
 

@@ -1,5 +1,6 @@
 import Foundation
 import MigrateAgent
+import MigrateDemo
 import Testing
 
 /// Whole migrations between two real processes on 127.0.0.1.

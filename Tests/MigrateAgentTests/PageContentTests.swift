@@ -59,3 +59,21 @@ struct PageContentTests {
         #expect(PageContent.describe(buffer.pointer, pageSize: 4096) == "unrecognised bytes")
     }
 }
+
+/// A page-aligned, zeroed page of bytes outside any arena.
+private final class PageBuffer {
+    let pointer: UnsafeMutableRawPointer
+    let pageSize: Int
+    init(pageSize: Int) {
+        self.pageSize = pageSize
+        pointer = .allocate(byteCount: pageSize, alignment: pageSize)
+        pointer.initializeMemory(as: UInt8.self, repeating: 0, count: pageSize)
+    }
+    deinit { pointer.deallocate() }
+
+    /// Fills the buffer with page `index` at `version` and returns it.
+    func filled(page index: Int, version: UInt32) -> UnsafeRawPointer {
+        PageContent.fill(pointer, index: index, version: version, pageSize: pageSize)
+        return UnsafeRawPointer(pointer)
+    }
+}

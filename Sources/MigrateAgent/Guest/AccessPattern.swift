@@ -8,7 +8,8 @@ public enum AccessPattern: String, Codable, Sendable, CaseIterable {
     case hotset
 
     /// The pages (indices into `pages`) one thread visits, `count` accesses long.
-    func order(pages: [Int], seed: UInt64) -> [Int] {
+    /// Public for the benchmark's baselines, which walk pages in the guest's random order.
+    public func order(pages: [Int], seed: UInt64) -> [Int] {
         var rng = SplitMix64(seed: seed)
         switch self {
         case .sequential:

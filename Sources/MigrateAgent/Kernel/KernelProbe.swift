@@ -62,7 +62,8 @@ public struct KernelProbe: Codable, Sendable {
         return requested
     }
 
-    static func kernelRelease() -> String {
+    /// The running kernel's release (`uname -r`), without opening a userfaultfd.
+    public static func kernelRelease() -> String {
         var name = utsname()
         uname(&name)
         return withUnsafeBytes(of: &name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }

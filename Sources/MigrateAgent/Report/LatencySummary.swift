@@ -28,7 +28,8 @@ public struct LatencySummary: Codable, Sendable, Equatable {
 }
 
 extension Double {
-    func rounded(toPlaces places: Int) -> Double {
+    /// Rounded to `places` decimal places, for figures in reports (the demo and the benchmark use it too).
+    public func rounded(toPlaces places: Int) -> Double {
         var scale = 1.0
         for _ in 0..<places { scale *= 10 }
         return (self * scale).rounded() / scale

@@ -22,7 +22,8 @@ public enum ReportFormatting {
         return try? JSONDecoder().decode(type, from: data)
     }
 
-    static func micros(_ s: LatencySummary?) -> String {
+    /// A latency summary as one line of text ("none measured" when empty), for the demo's report.
+    public static func micros(_ s: LatencySummary?) -> String {
         guard let s, s.count > 0 else { return "none measured" }
         return String(format: "p50 %.1f µs, p99 %.1f µs, max %.1f µs (%llu faults)", s.p50, s.p99, s.max, s.count)
     }

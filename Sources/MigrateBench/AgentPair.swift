@@ -1,0 +1,87 @@
+import Foundation
+import Glibc
+import Histogram
+import MigrateAgent
+import MigrateDemo
+
+/// One migration between a real source process and a real destination
+/// process on 127.0.0.1, as the benchmark runs it: start the source, wait for
+/// `listening on`, start the destination, wait for both with deadlines, read
+/// their reports and the guest's latency histogram, and refuse any run whose
+/// integrity is in doubt (non-zero exit, wrong page, digest mismatch,
+/// unverified arena) with an error that names the run and shows its logs.
+/// Threading: the controlling thread only.
+struct AgentPair {
+    struct Outcome {
+        var destination: DestinationReport
+        var source: SourceReport
+        var histogram: Histogram<UInt64>
+        var integrity: RunIntegrity
+        var load: OtherLoad
+    }
+
+    let executable: String
+    /// Files of this run go here, named after `label`.
+    let directory: String
+    let label: String
+    let arenaBytes: Int
+    let timeoutSeconds: Double
+
+    func run(sourceOptions: [String], destinationOptions: [String]) throws(AgentError) -> Outcome {
+        let base = "\(directory)/\(label)"
+        let files = (source: "\(base).source.json", destination: "\(base).destination.json", histogram: "\(base).latency.json")
+        for path in [files.source, files.destination, files.histogram] { try? FileManager.default.removeItem(atPath: path) }
+        let before = CPUUsage.snapshot()
+        let source = try AgentProcess(
+            executable: executable,
+            arguments: ["source", "--listen", "127.0.0.1:0", "--arena", "\(arenaBytes)", "--report-json", files.source] + sourceOptions,
+            stderrPath: "\(base).source.log")
+        guard let address = source.awaitLine(prefix: "listening on ", seconds: 120) else {
+            source.stop(signal: SIGKILL)
+            throw .migrationFailed("\(label): the source did not start listening within 120 s\n\(source.stderrTail(name: "source"))")
+        }
+        let destination: AgentProcess
+        do {
+            destination = try AgentProcess(
+                executable: executable,
+                arguments: ["destination", "--connect", address, "--arena", "\(arenaBytes)",
+                            "--report-json", files.destination, "--latency-histogram", files.histogram] + destinationOptions,
+                stderrPath: "\(base).destination.log")
+        } catch {
+            source.stop(signal: SIGKILL)
+            throw error
+        }
+        let destinationExit = destination.wait(seconds: timeoutSeconds)
+        if destinationExit != 0 { source.stop() }
+        let sourceExit = source.wait(seconds: destinationExit == nil ? 5 : 30)
+        let load = CPUUsage.snapshot().since(before)
+
+        let d = ReportFormatting.read(DestinationReport.self, fromFile: files.destination)
+        let s = ReportFormatting.read(SourceReport.self, fromFile: files.source)
+        func failure(_ reason: String) -> AgentError {
+            .migrationFailed("\(label): \(reason)\n\(source.stderrTail(name: "source"))\n"
+                + "\(destination.stderrTail(name: "destination"))\n    files: \(base).*")
+        }
+        guard let destinationExit else { throw failure("the destination did not finish within \(timeoutSeconds) s (killed)") }
+        guard destinationExit == 0 else { throw failure("the destination \(destination.exitDescription): \(d?.error ?? "no report")") }
+        guard let sourceExit else { throw failure("the source did not exit after the destination finished (killed)") }
+        guard sourceExit == 0 else { throw failure("the source \(source.exitDescription): \(s?.error ?? "no report")") }
+        guard let d else { throw failure("the destination wrote no readable report") }
+        guard let s else { throw failure("the source wrote no readable report") }
+        let integrity = RunIntegrity(digestMatch: d.digestMatch, arenaVerified: d.arenaVerified,
+                                     guestMismatches: d.guest?.mismatches ?? 0, sourceSawDigestMatch: s.destinationDigestMatch)
+        guard d.succeeded, d.error == nil else { throw failure("the destination reports a failure: \(d.error ?? "?")") }
+        guard integrity.guestMismatches == 0 else {
+            throw failure("the guest read \(integrity.guestMismatches) wrong pages; first: \(d.guest?.firstMismatch ?? "?")")
+        }
+        guard integrity.digestMatch, integrity.sourceSawDigestMatch else {
+            throw failure("arena digest mismatch (source \(d.sourceDigest ?? "?"), destination \(d.destinationDigest ?? "?"))")
+        }
+        guard integrity.arenaVerified else { throw failure("the destination did not verify the whole arena") }
+        guard d.guest?.finished ?? false else { throw failure("the guest did not finish") }
+        guard let histogram = ReportFormatting.read(Histogram<UInt64>.self, fromFile: files.histogram) else {
+            throw failure("the destination wrote no readable latency histogram")
+        }
+        return Outcome(destination: d, source: s, histogram: histogram, integrity: integrity, load: load)
+    }
+}

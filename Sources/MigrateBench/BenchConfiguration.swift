@@ -1,0 +1,36 @@
+import MigrateAgent
+import MigrateDemo
+
+/// Settings of one benchmark run. The defaults finish in a few minutes on a
+/// 2-core machine. A value type.
+public struct BenchConfiguration: Sendable {
+    /// The `migrate-agent` binary started as source, destination and loopback server
+    /// (the CLI passes `AgentProcess.currentExecutable`).
+    public var executable: String
+    /// Guest memory of each agent scenario.
+    public var arenaSize = 256 << 20
+    /// `default`, `all`, `none`, or scenario names (see `BenchScenario`).
+    public var scenarios = ["default"]
+    public var repetitions = 3
+    public var writeRatio = 0.2
+    /// Idle-guest whole migrations; empty for none.
+    public var migrationSizes = [256 << 20, 1 << 30]
+    /// Faults (or round trips) per baseline distribution.
+    public var baselineSamples = 20_000
+    /// Bytes per loopback bulk transfer, and how many transfers.
+    public var bandwidthBytes = 1 << 30
+    public var bandwidthTransfers = 3
+    /// Also measure the baselines pinned to one CPU and to two (the two regimes of SWIFT-NOTES.md).
+    public var pinnedBaselines = true
+    /// `--busy-poll` for both agents (microseconds); nil: the agents' default.
+    public var busyPollMicros: Int?
+    /// Deadline of one agent run (source and destination), seconds.
+    public var runTimeoutSeconds = 180.0
+    /// Where per-run reports and logs go; nil: a temporary directory, removed after a successful run.
+    public var workDirectory: String?
+    /// Recorded in the report.
+    public var commandLine: [String] = []
+    /// Progress lines (for stderr).
+    public var progress: @Sendable (String) -> Void = { _ in }
+    public init(executable: String) { self.executable = executable }
+}

@@ -1,0 +1,151 @@
+import Foundation
+import MigrateAgent
+
+/// The human-readable rendering of a `BenchReport` (stdout of `migrate-agent bench`).
+/// Stateless; pure functions of a report.
+public enum BenchTable {
+    public static func text(_ r: BenchReport) -> String {
+        var out: [String] = []
+        out.append("migrate-agent bench — \(r.machine.date)")
+        out += machineLines(r).map { "  " + $0 }
+        if let b = r.baselines {
+            out.append("")
+            out.append(row("Baselines (µs)", "placement", "n", "p50", "p90", "p99", "p99.9", "max", extra: "same CPU"))
+            for x in [b.firstTouch] + b.userfaultfd + b.roundTrip {
+                out.append(row("  " + x.id, x.placement.rawValue, "\(x.latency.count)", n(x.latency.p50), n(x.latency.p90),
+                               n(x.latency.p99), n(x.latency.p999), n(x.latency.max),
+                               extra: x.sameCPUFraction.map { String(format: "%.0f%%", $0 * 100) } ?? ""))
+            }
+            for f in b.floors {
+                out.append(row("  floor = uffd-missing + rtt", f.placement.rawValue, "", n(f.p50), "", n(f.p99), "", ""))
+            }
+            if let end = r.floorAtEnd {
+                out.append(row("  floor again at the end", end.placement.rawValue, "", n(end.p50), "", n(end.p99), "", ""))
+            }
+            out.append(String(format: "  loopback bulk bandwidth: %.0f MB/s best, %.0f MB/s median", b.bandwidth.best / 1e6, b.bandwidth.median / 1e6)
+                + " (\(b.bandwidth.transfers.count) × \(ByteSize(bytes: b.bandwidth.bytesPerTransfer)), two processes)")
+        }
+        if !r.scenarios.isEmpty {
+            out.append("")
+            out.append("Agent scenarios: guest-timed first access of demand-fetched pages, µs (arena "
+                + "\(ByteSize(bytes: r.settings.arenaBytes)), \(r.settings.repetitions) runs each, merged; "
+                + "p50× and p99× are over the \(r.baselines?.floor?.placement.rawValue ?? "?") floor)")
+            out.append(scenarioRow("scenario", "faults", "p50", "p90", "p99", "p99.9", "max", "faults/s", "touch s", "p50×", "p99×")
+                + "  p50 of each run")
+            for s in r.scenarios {
+                let l = s.latency
+                out.append(scenarioRow((s.busy ? "!" : " ") + s.name, "\(s.faultsMeasured)", n(l.p50), n(l.p90), n(l.p99), n(l.p999),
+                                       n(l.max), String(format: "%.0f", s.faultsPerSecond), String(format: "%.2f", s.touchSeconds),
+                                       ratio(s.p50OverFloor), ratio(s.p99OverFloor)) + "  " + runP50s(s))
+            }
+            out.append("")
+            out.append("Phases of a demand fault in each scenario's median run, p50 (p99) µs: access → delivered (loop read the fault) "
+                + "→ request written → page received → resolved → woken (guest runs again)")
+            out.append(phaseRow("scenario", "delivered", "written", "received", "resolved", "woken", "loop total"))
+            for s in r.scenarios {
+                guard let p = s.phases, p.total.count > 0 else {
+                    out.append(phaseRow(" " + s.name, "no demand faults", "", "", "", "", ""))
+                    continue
+                }
+                out.append(phaseRow(" " + s.name, pair(p.delivered), pair(p.requestWritten), pair(p.pageReceived), pair(p.resolved),
+                                    pair(p.woken), pair(p.total)))
+            }
+        }
+        if !r.skipped.isEmpty {
+            out.append("")
+            for s in r.skipped { out.append("skipped \(s.name): \(s.reason)") }
+        }
+        if !r.migrations.isEmpty {
+            out.append("")
+            out.append("Whole migration of an idle guest (background stream only; median of runs), against the loopback "
+                + "bandwidth and the local install rate measured just before (UFFDIO_COPY into a fresh memfd, no network)")
+            for m in r.migrations {
+                out.append("  " + pad(ByteSize(bytes: m.arenaBytes).description, 8)
+                    + String(format: "%7.3f s  %7.0f MB/s  %5.1f%% of loopback bandwidth", m.seconds, m.megabytesPerSecond,
+                             (m.fractionOfLoopback ?? 0) * 100)
+                    + (m.fractionOfLocalInstall.map { String(format: "  %5.1f%% of local install", $0 * 100) } ?? "")
+                    + (m.busy ? "  (busy)" : ""))
+                if let install = m.localInstall {
+                    for (i, p) in install.passes.enumerated() {
+                        out.append("    local install pass \(i + 1): " + String(format: "%7.0f MB/s  %5.2f µs/page", p.megabytesPerSecond, p.microsPerPage)
+                            + "  by quarter " + p.segmentMicrosPerPage.map { String(format: "%.2f", $0) }.joined(separator: ", ")
+                            + (p.reportedFreeKiB.map { String(format: "  handed back %.0f MiB", Double($0) / 1024) } ?? "")
+                            + (p.heldBytes > 0 ? "  (\(ByteSize(bytes: p.heldBytes)) filled memfd held)" : ""))
+                    }
+                    out.append(String(format: "    page hash: %.2f µs/page", install.hashMicrosPerPage))
+                }
+            }
+        }
+        if !r.targets.isEmpty {
+            out.append("")
+            out.append("Targets (issue 4)")
+            for t in r.targets {
+                let value = t.value.map { String(format: "%.2f ", $0) + t.unit } ?? "not measured"
+                let verdict = t.met.map { $0 ? "met" : "MISSED" } ?? "—"
+                out.append("  " + pad(verdict, 7) + pad(t.target, 84) + "\(value) (\(t.basis))")
+                if let context = t.context { out.append("         \(context)") }
+                if let why = t.whereTheTimeGoes { out.append("         where the time goes: \(why)") }
+            }
+        }
+        if !r.warnings.isEmpty || !r.notes.isEmpty {
+            out.append("")
+            for w in r.warnings { out.append("WARNING: \(w)") }
+            for note in r.notes { out.append("note: \(note)") }
+        }
+        out.append("")
+        out.append(r.succeeded ? String(format: "bench: done in %.1f s", r.elapsedSeconds)
+                               : "bench: FAILED: \(r.error ?? "unknown error")")
+        return out.joined(separator: "\n")
+    }
+
+    /// Machine, load and contention lines, shared with the Markdown rendering.
+    static func machineLines(_ r: BenchReport) -> [String] {
+        let m = r.machine
+        var lines = [
+            "machine: \(m.cpuModel), \(m.cores) cores\(m.virtualMachine ? " (virtual machine)" : ""), "
+                + "\(ByteSize(bytes: m.memoryBytes / (1 << 20) * (1 << 20))) memory, kernel \(m.kernel), backend \(r.backend.rawValue)",
+            "commit: \(m.gitCommit ?? "unknown")\(m.gitDirty == true ? " (with uncommitted changes)" : "")",
+            "load average before \(load(m.loadBefore)), after \(load(m.loadAfter))"
+                + (r.load.map { String(format: "; other processes used %.2f cores, steal %.2f, over %.0f s", $0.otherCores, $0.stealCores, $0.seconds) } ?? ""),
+            "\(m.cores) cores: the guest threads, both agents' event loops, the source's digest thread and this process "
+                + "contend for them, and every hand-over between threads on different CPUs pays a cross-CPU wake-up; "
+                + "agents are not pinned, baselines are shown unpinned and pinned (same-cpu, cross-cpu).",
+        ]
+        if m.cores > 2 { lines[3] = "\(m.cores) cores; agents are not pinned, baselines are shown unpinned and pinned." }
+        if let order = m.freePageReportingOrder {
+            lines.append("memory: the guest hands freed memory back to the host (virtio-balloon free page reporting, "
+                + "blocks of \(ByteSize(bytes: (1 << order) * Arena.systemPageSize))); the host backs it again only when it is "
+                + "touched again, so installing into memory not used lately is slower (see the local install rate)")
+        }
+        return lines
+    }
+
+    static func load(_ values: [Double]) -> String {
+        values.isEmpty ? "?" : values.map { String(format: "%.2f", $0) }.joined(separator: " ")
+    }
+
+    static func n(_ v: Double) -> String { v >= 1000 ? String(format: "%.0f", v) : String(format: "%.1f", v) }
+    static func ratio(_ v: Double?) -> String { v.map { String(format: "%.2f", $0) } ?? "—" }
+    /// Each run's p50, which shows when runs fell into different regimes.
+    static func runP50s(_ s: ScenarioResult) -> String {
+        s.runs.map { $0.latency.count > 0 ? n($0.latency.p50) : "—" }.joined(separator: ", ")
+    }
+
+    static func pair(_ s: LatencySummary) -> String { "\(n(s.p50)) (\(n(s.p99)))" }
+
+    private static func row(_ name: String, _ placement: String, _ count: String, _ a: String, _ b: String, _ c: String,
+                            _ d: String, _ e: String, extra: String = "") -> String {
+        pad(name, 30) + pad(placement, 10) + lpad(count, 7) + [a, b, c, d, e].map { lpad($0, 9) }.joined() + "  " + extra
+    }
+
+    private static func scenarioRow(_ cells: String...) -> String {
+        pad(cells[0], 28) + lpad(cells[1], 8) + cells[2...].map { lpad($0, 9) }.joined()
+    }
+
+    private static func phaseRow(_ cells: String...) -> String {
+        pad(cells[0], 28) + cells[1...].map { lpad($0, 16) }.joined()
+    }
+
+    static func pad(_ s: String, _ width: Int) -> String { s.count >= width ? s + " " : s + String(repeating: " ", count: width - s.count) }
+    static func lpad(_ s: String, _ width: Int) -> String { s.count >= width ? " " + s : String(repeating: " ", count: width - s.count) + s }
+}
