@@ -33,31 +33,36 @@ let package = Package(
             ]
         ),
         // The tools around the engine: they use only MigrateAgent's public API.
+        // The synthetic guest: vCPU-like threads whose pages verify themselves; one workload among others.
+        .target(
+            name: "SyntheticGuest",
+            dependencies: ["MigrateAgent", "CGuestAccess", .product(name: "Histogram", package: "hdrhistogram-swift")]
+        ),
         // The protection-backend contract, run by `migrate-agent selftest` and by BackendContractTests.
-        .target(name: "BackendContract", dependencies: ["MigrateAgent", "CUffd", "CGuestAccess"]),
+        .target(name: "BackendContract", dependencies: ["MigrateAgent", "SyntheticGuest", "CUffd", "CGuestAccess"]),
         // `migrate-agent demo`: a source and a destination as child processes.
-        .target(name: "MigrateDemo", dependencies: ["MigrateAgent"]),
+        .target(name: "MigrateDemo", dependencies: ["MigrateAgent", "SyntheticGuest"]),
         // `migrate-agent bench`: baselines, agent scenarios and the report.
         .target(
             name: "MigrateBench",
             dependencies: [
-                "MigrateAgent", "MigrateDemo", "CUffd", "CGuestAccess", "Wire",
+                "MigrateAgent", "SyntheticGuest", "MigrateDemo", "CUffd", "CGuestAccess", "Wire",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
         .executableTarget(
             name: "migrate-agent",
             dependencies: [
-                "MigrateAgent", "Wire", "BackendContract", "MigrateDemo", "MigrateBench",
+                "MigrateAgent", "SyntheticGuest", "Wire", "BackendContract", "MigrateDemo", "MigrateBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
-        .testTarget(name: "MigrateAgentTests", dependencies: ["MigrateAgent", "CUffd", "Wire"]),
+        .testTarget(name: "MigrateAgentTests", dependencies: ["MigrateAgent", "SyntheticGuest", "CUffd", "Wire"]),
         // The backend contract of BackendContract, once per backend the kernel offers.
         .testTarget(name: "BackendContractTests", dependencies: ["BackendContract", "MigrateAgent"]),
         // Runs the real migrate-agent binary as two processes on 127.0.0.1.
         .testTarget(
-            name: "IntegrationTests", dependencies: ["migrate-agent", "MigrateAgent", "MigrateDemo", "MigrateBench", "Wire"]),
+            name: "IntegrationTests", dependencies: ["migrate-agent", "MigrateAgent", "SyntheticGuest", "MigrateDemo", "MigrateBench", "Wire"]),
     ]
 )

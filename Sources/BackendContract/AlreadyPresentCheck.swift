@@ -1,4 +1,5 @@
 import MigrateAgent
+import SyntheticGuest
 
 /// Check 3, already present: a demand fault and the background stream can race
 /// to install the same page. `installAbsent` over a page that is already there

@@ -1,5 +1,6 @@
 import CGuestAccess
 import MigrateAgent
+import SyntheticGuest
 
 /// How a guest thread touches a page first.
 enum AccessKind: String, Sendable {

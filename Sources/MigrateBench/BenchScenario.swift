@@ -1,4 +1,5 @@
 import MigrateAgent
+import SyntheticGuest
 
 /// One agent scenario of the benchmark: a real source process and a real
 /// destination process whose guest touches the arena in one way. Named

@@ -1,6 +1,7 @@
 import CGuestAccess
 import Glibc
 import MigrateAgent
+import SyntheticGuest
 
 /// The kernel's own first-touch fault on anonymous memory, no userfaultfd:
 /// the first write of each page of a fresh private mapping (the kernel

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import MigrateAgent
+import SyntheticGuest
 import Wire
 
 /// The local install rate: how fast this machine can put pages into a fresh

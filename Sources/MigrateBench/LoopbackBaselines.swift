@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import MigrateAgent
+import SyntheticGuest
 import MigrateDemo
 
 /// The loopback baselines, measured against a `LoopbackServer` in another

@@ -3,6 +3,7 @@ import CUffd
 import Foundation
 import Glibc
 import MigrateAgent
+import SyntheticGuest
 
 /// Raw userfaultfd resolution without a network: a handler thread polls the
 /// userfaultfd and resolves each fault from local memory — MISSING with

@@ -1,5 +1,6 @@
 import Foundation
 import MigrateAgent
+import SyntheticGuest
 
 /// `migrate-agent demo`: a source and a destination as two processes on
 /// 127.0.0.1, and one report of the pair.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import MigrateAgent
+import SyntheticGuest
 import MigrateDemo
 
 struct DemoCommand: ParsableCommand {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import MigrateAgent
+import SyntheticGuest
 
 struct DestinationCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

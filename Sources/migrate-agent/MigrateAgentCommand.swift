@@ -1,5 +1,6 @@
 import ArgumentParser
 import MigrateAgent
+import SyntheticGuest
 
 @main
 struct MigrateAgentCommand: ParsableCommand {

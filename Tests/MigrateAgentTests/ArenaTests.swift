@@ -1,5 +1,6 @@
 import Foundation
 import MigrateAgent
+import SyntheticGuest
 import Testing
 
 @Suite("Arena")

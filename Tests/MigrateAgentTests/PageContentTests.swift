@@ -1,4 +1,5 @@
 import MigrateAgent
+import SyntheticGuest
 import Testing
 
 @Suite("PageContent")

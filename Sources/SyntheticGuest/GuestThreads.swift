@@ -1,3 +1,4 @@
+import MigrateAgent
 import Foundation
 
 /// Threads that only touch guest memory (never the loop's state), started

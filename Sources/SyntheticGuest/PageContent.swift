@@ -1,3 +1,4 @@
+import MigrateAgent
 /// The contents a guest page must have: a pure function of its index and a
 /// version the guest bumps when it writes. A wrong, stale (older version) or
 /// zero page fails `verify`, so no bad page is silently accepted.

@@ -1,3 +1,4 @@
+import MigrateAgent
 /// The version of every page, as the guest last wrote it: the guest's state
 /// that moves at switch-over. Guest thread `t` of `n` writes only pages with
 /// `index % n == t`, so entries are never written by two threads.

@@ -1,3 +1,4 @@
+import MigrateAgent
 import Foundation
 import Synchronization
 

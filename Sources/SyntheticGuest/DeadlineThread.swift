@@ -1,3 +1,4 @@
+import MigrateAgent
 import Foundation
 
 /// A thread of our own that runs `body` once and is joined with a deadline.

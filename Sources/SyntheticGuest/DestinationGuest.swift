@@ -1,3 +1,4 @@
+import MigrateAgent
 import CGuestAccess
 import Histogram
 import Synchronization

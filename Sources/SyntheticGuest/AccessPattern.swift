@@ -1,3 +1,4 @@
+import MigrateAgent
 /// How guest threads walk their pages, as vCPUs would.
 public enum AccessPattern: String, Codable, Sendable, CaseIterable {
     /// Each page in order.
