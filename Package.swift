@@ -1,5 +1,5 @@
 // swift-tools-version: 6.0
-// A post-copy live-migration memory agent: see README.md and DESIGN.md.
+// A post-copy live-migration memory agent: see README.md and docs/architecture.md.
 import PackageDescription
 
 let package = Package(

@@ -11,7 +11,7 @@ struct CheckContext {
     /// The flags this backend's faults must carry.
     var flags: FaultFlagRule { FaultFlagRule(kind: kind) }
 
-    /// Whether this backend must keep a protected page's old bytes (DESIGN.md: `rwp`, `minor`).
+    /// Whether this backend must keep a protected page's old bytes (docs/architecture.md, "Protection backends": `rwp`, `minor`).
     var keepsHeldCopy: Bool { kind != .missing }
 
     /// The deadline of a wait that starts now.

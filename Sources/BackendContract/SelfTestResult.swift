@@ -1,7 +1,7 @@
 import MigrateAgent
 
 /// The checks of `migrate-agent selftest`: the protection-backend contract
-/// (DESIGN.md, "three backends, one contract") exercised with real faults.
+/// (docs/architecture.md, "Protection backends") exercised with real faults.
 public enum SelfTestCheck: String, Codable, Sendable, CaseIterable {
     /// `classify` maps fault flags to missing or protected the same way for every backend.
     case classify

@@ -20,7 +20,7 @@ public struct BenchConfiguration: Sendable {
     /// Bytes per loopback bulk transfer, and how many transfers.
     public var bandwidthBytes = 1 << 30
     public var bandwidthTransfers = 3
-    /// Also measure the baselines pinned to one CPU and to two (the two regimes of SWIFT-NOTES.md).
+    /// Also measure the baselines pinned to one CPU and to two (the two regimes of docs/kernel-and-swift-notes.md).
     public var pinnedBaselines = true
     /// `--busy-poll` for both agents (microseconds); nil: the agents' default.
     public var busyPollMicros: Int?

@@ -1,6 +1,6 @@
 // Guest-memory accesses the Swift optimiser must not remove or merge: a guest
 // "touch" has to reach the page, or the fault it is meant to cause never
-// happens (SWIFT-NOTES.md). Also relaxed atomic bytes for state that the loop
+// happens (docs/kernel-and-swift-notes.md). Also relaxed atomic bytes for state that the loop
 // thread writes and guest threads only read.
 #ifndef GUEST_ACCESS_H
 #define GUEST_ACCESS_H

@@ -1,5 +1,5 @@
 // The userfaultfd kernel ABI for Swift: constants newer than Debian's 6.1 headers
-// (WP_ASYNC, MOVE, POISON, PAGEMAP_SCAN, and RWP from Linux 7.3, see rwp-abi.md),
+// (WP_ASYNC, MOVE, POISON, PAGEMAP_SCAN, and RWP from Linux 7.3, see docs/rwp-abi.md),
 // and one thin wrapper per ioctl. Swift cannot see _IOWR request numbers nor call
 // the variadic syscall(), so each wrapper returns 0 (or a count) on success and
 // -errno on failure. Nothing here allocates or keeps state.

@@ -101,7 +101,7 @@ public struct KernelProbe: Codable, Sendable {
     }
 }
 
-/// A page-protection backend (DESIGN.md, "Page protection").
+/// A page-protection backend (docs/architecture.md, "Protection backends").
 public enum BackendKind: String, Codable, Sendable, CaseIterable {
     case rwp, minor, missing
 

@@ -2,7 +2,7 @@ import Glibc
 
 /// Keeps the loop polling instead of sleeping for a short window after
 /// demand activity. Waking a sleeping thread on another (virtual) CPU is the
-/// largest single cost of a remote fault here (SWIFT-NOTES.md), and a demand
+/// largest single cost of a remote fault here (docs/kernel-and-swift-notes.md), and a demand
 /// fault pays it at every hop; while a request is in flight, or right after
 /// one, the next event is likely within microseconds. An active idle handle
 /// makes libuv poll with a zero timeout, so the loop spins until the window

@@ -17,7 +17,7 @@ public struct InstallOutcome: Sendable {
     public var alreadyPresent = 0
 }
 
-/// One page-protection backend (DESIGN.md, "three backends, one contract").
+/// One page-protection backend (docs/architecture.md, "Protection backends").
 /// Nothing outside the backend knows which one runs.
 ///
 /// Threading: every method runs on the destination's loop thread, except

@@ -1,6 +1,6 @@
 import Glibc
 
-/// `rwp`: userfaultfd read-write protection (Linux 7.3, `rwp-abi.md`).
+/// `rwp`: userfaultfd read-write protection (Linux 7.3, `docs/rwp-abi.md`).
 /// Protecting arms `UFFDIO_RWPROTECT` on the page's PTE; resolving writes
 /// fresh bytes through the io view and unprotects (which wakes the waiters).
 /// RWPROTECT only affects present PTEs, so pages are mapped first.
@@ -17,7 +17,7 @@ public final class RWPBackend: ProtectionBackend {
     }
 
     public func register() throws(AgentError) {
-        // A file THP split drops RWP marks (rwp-abi.md): keep the guest view in small pages.
+        // A file THP split drops RWP marks (docs/rwp-abi.md): keep the guest view in small pages.
         guard madvise(arena.guestBase, arena.size, MADV_NOHUGEPAGE) == 0 else {
             throw .system("madvise(MADV_NOHUGEPAGE) on the guest view: \(String(cString: strerror(errno))); "
                 + "without it a huge-page split would silently drop RWP protection")

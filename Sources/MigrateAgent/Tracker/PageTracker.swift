@@ -15,7 +15,7 @@ public enum PageState: UInt8, Sendable {
 }
 
 /// One byte of state per page in a flat array indexed by page number, plus
-/// counters (DESIGN.md, "The page tracker").
+/// counters (docs/architecture.md, "The page tracker").
 ///
 /// Threading: the loop thread owns it and is the only writer. Guest threads may
 /// call `wasDemandFetched` (an acquire load of one byte) to classify their own
