@@ -255,6 +255,7 @@ public final class DestinationAgent: @unchecked Sendable {
         faults.serving = false
         backend.release()  // unregister: a guest thread still blocked on a fault retries and goes on
         poller?.close()
+        backend.uffd.close()  // after the poller stopped watching it: releases any fault the unregister missed
         timer?.close()
         busyPoll.close()
         urgent?.closeWhenFlushed()

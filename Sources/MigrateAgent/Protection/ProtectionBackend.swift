@@ -72,9 +72,13 @@ extension ProtectionBackend {
         flags & (CUFFD_PAGEFAULT_FLAG_MINOR | CUFFD_PAGEFAULT_FLAG_RWP) != 0 ? .protected : .missing
     }
 
-    /// Releases every fault: unregisters the arena. Safe from any thread; idempotent.
+    /// Releases every fault: unregisters the arena (which wakes its waiters), or,
+    /// should that fail, wakes the whole range. Safe from any thread; idempotent.
+    /// Closing the userfaultfd afterwards makes the release certain.
     public func release() {
-        try? uffd.unregister(arena.guestBase, length: arena.size)
+        do { try uffd.unregister(arena.guestBase, length: arena.size) } catch {
+            try? uffd.wake(arena.guestBase, length: arena.size)  // the last resort has no fallback left
+        }
     }
 
     func copyIntoIOView(page: Int, _ fresh: UnsafeRawPointer) {
