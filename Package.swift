@@ -14,6 +14,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+        // HMAC-SHA256 for the key proof between the agents.
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.0.0"),
     ],
     targets: [
         // The userfaultfd kernel ABI (constants newer than Debian's 6.1 headers, ioctl wrappers).
@@ -30,6 +32,7 @@ let package = Package(
                 "CUffd", "CGuestAccess", "CLibUV", "Wire",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         // The tools around the engine: they use only MigrateAgent's public API.

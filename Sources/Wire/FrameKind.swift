@@ -24,13 +24,20 @@ public enum FrameKind: UInt8, Sendable, CaseIterable {
     case error = 11
     /// Destination → source when resuming: a bitmap of the pages it already holds.
     case have = 12
+    /// Either way, first on every connection (destination, then source): a fresh
+    /// random nonce for the key proof. No other field; nothing about the guest.
+    case authNonce = 13
+    /// Either way after the nonces (destination first): an HMAC over both nonces
+    /// proving knowledge of the pre-shared key. The source sends its proof only
+    /// after the destination's verified.
+    case authProof = 14
 }
 
 extension FrameKind {
     /// Whether the frame may arrive before the handshake fixed page size and count.
     var allowedBeforeHandshake: Bool {
         switch self {
-        case .hello, .welcome, .error: true
+        case .hello, .welcome, .error, .authNonce, .authProof: true
         default: false
         }
     }

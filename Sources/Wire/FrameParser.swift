@@ -127,6 +127,9 @@ public enum FrameParser {
         case .have:
             try checkRun(kind, first: header.arg, count: count, maxCount: nil, limits.pageCount)
             (maxLength, expected) = (maxControl, (count + 7) / 8)
+        case .authNonce, .authProof:
+            try requireZero(kind, count: count, arg: header.arg)
+            (maxLength, expected) = (UInt64(WireConstants.authTokenSize), UInt64(WireConstants.authTokenSize))
         }
         if length > maxLength {
             throw .frameTooLong(kind: kind, length: Int(clamping: length), max: Int(clamping: maxLength))

@@ -21,6 +21,10 @@ public enum Message: Equatable, Sendable {
     /// Bit `i` of the run (`bits[i / 8] >> (i % 8) & 1`) says whether page `first + i`
     /// is held; bits past `count` in the last byte are zero.
     case have(first: UInt64, bits: [UInt8], count: Int)
+    /// A fresh nonce of `WireConstants.authTokenSize` bytes.
+    case authNonce([UInt8])
+    /// A key proof of `WireConstants.authTokenSize` bytes.
+    case authProof([UInt8])
 
     /// The frame kind this message encodes to.
     public var kind: FrameKind {
@@ -37,6 +41,8 @@ public enum Message: Equatable, Sendable {
         case .done: .done
         case .error: .error
         case .have: .have
+        case .authNonce: .authNonce
+        case .authProof: .authProof
         }
     }
 }
@@ -69,6 +75,10 @@ extension Message: CustomStringConvertible {
             "error(\(code), \"\(message)\")"
         case .have(let first, _, let count):
             "have(first: \(first), count: \(count))"
+        case .authNonce:
+            "authNonce"
+        case .authProof:
+            "authProof"
         }
     }
 }

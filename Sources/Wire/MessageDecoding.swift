@@ -63,6 +63,10 @@ extension Message {
                 throw .reservedNotZero(kind: kind, field: "bitmap padding bits", value: UInt64(last >> spare))
             }
             self = .have(first: header.arg, bits: bits, count: count)
+        case .authNonce:
+            self = .authNonce(Array(payload))
+        case .authProof:
+            self = .authProof(Array(payload))
         }
     }
 

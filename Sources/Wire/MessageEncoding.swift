@@ -50,6 +50,9 @@ extension Message {
         case .have(let first, let bits, let n):
             precondition(bits.count == (n + 7) / 8, "have: \(bits.count) bitmap bytes for \(n) bits")
             (arg, count, payload) = (first, UInt64(n), bits)
+        case .authNonce(let token), .authProof(let token):
+            precondition(token.count == WireConstants.authTokenSize, "auth token of \(token.count) bytes")
+            payload = token
         }
         let header = FrameHeader(
             kind: kind, flags: flags, length: UInt32(payload.count), count: UInt32(count), arg: arg)

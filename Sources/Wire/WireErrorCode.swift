@@ -16,4 +16,6 @@ public enum WireErrorCode: UInt16, Sendable, CaseIterable {
     case peerTimeout = 7
     /// The operator cancelled the migration.
     case cancelled = 8
+    /// The peer did not prove the pre-shared key, or the agents disagree on using one.
+    case authenticationFailed = 9
 }

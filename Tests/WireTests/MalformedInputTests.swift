@@ -22,13 +22,15 @@ struct MalformedInputTests {
     }
 
     @Test func wrongVersion() {
-        #expect(firstError(Array(rawHeader(kind: 5, version: 2).prefix(5))) == .unsupportedVersion(found: 2, supported: 1))
-        #expect(firstError(rawHeader(kind: 5, version: 0)) == .unsupportedVersion(found: 0, supported: 1))
+        // Version 1 agents (before the key proof) are refused at the first header.
+        #expect(firstError(Array(rawHeader(kind: 5, version: 1).prefix(5))) == .unsupportedVersion(found: 1, supported: 2))
+        #expect(firstError(Array(rawHeader(kind: 5, version: 3).prefix(5))) == .unsupportedVersion(found: 3, supported: 2))
+        #expect(firstError(rawHeader(kind: 5, version: 0)) == .unsupportedVersion(found: 0, supported: 2))
     }
 
     @Test func unknownKind() {
         #expect(firstError(rawHeader(kind: 0)) == .unknownKind(0))
-        #expect(firstError(Array(rawHeader(kind: 13).prefix(6))) == .unknownKind(13))
+        #expect(firstError(Array(rawHeader(kind: 15).prefix(6))) == .unknownKind(15))
         #expect(firstError(rawHeader(kind: 255)) == .unknownKind(255))
     }
 
@@ -117,7 +119,7 @@ struct MalformedInputTests {
         #expect(firstError(rawHeader(.have, length: 1, count: 3) + [0b1111]) == .reservedNotZero(kind: .have, field: "bitmap padding bits", value: 1))
     }
 
-    @Test(arguments: FrameKind.allCases.filter { ![.hello, .welcome, .error].contains($0) })
+    @Test(arguments: FrameKind.allCases.filter { ![.hello, .welcome, .error, .authNonce, .authProof].contains($0) })
     func pageAndSessionFramesBeforeTheHandshake(_ kind: FrameKind) {
         #expect(firstError(rawHeader(kind, count: 1), limits: .handshake) == .unexpectedFrame(kind: kind))
     }
@@ -167,5 +169,22 @@ struct MalformedInputTests {
             _ = firstError(bytes)
             _ = firstError(bytes, limits: .handshake)
         }
+    }
+}
+
+@Suite("key proof frames")
+struct AuthFrameTests {
+    @Test func authTokensMustBeExactly32Bytes() {
+        #expect(firstError(rawHeader(.authNonce, length: 31) + Array(repeating: 0, count: 31), limits: .handshake)
+            == .badLength(kind: .authNonce, length: 31, expected: 32))
+        #expect(firstError(rawHeader(.authProof, length: 33) + Array(repeating: 0, count: 33), limits: .handshake)
+            == .frameTooLong(kind: .authProof, length: 33, max: 32))
+        #expect(firstError(rawHeader(.authNonce, length: 32, count: 1) + Array(repeating: 0, count: 32), limits: .handshake)
+            == .reservedNotZero(kind: .authNonce, field: "count", value: 1))
+    }
+
+    @Test func authFramesParseBeforeTheHandshake() throws {
+        let frame = Message.authNonce(Array(repeating: 7, count: 32)).encoded()
+        #expect(try decodeAll([frame[...]], limits: .handshake) == [.authNonce(Array(repeating: 7, count: 32))])
     }
 }

@@ -41,7 +41,7 @@ struct RoundTripTests {
     }
 
     @Test func wireErrorCodesKeepTheirValues() {
-        #expect(WireErrorCode.allCases.map(\.rawValue) == Array(1...8))
+        #expect(WireErrorCode.allCases.map(\.rawValue) == Array(1...9))
         #expect(WireError.unsupportedVersion(found: 2, supported: 1).code == .versionMismatch)
         #expect(WireError.badMagic(found: 0).code == .protocolViolation)
     }

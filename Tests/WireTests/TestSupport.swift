@@ -43,6 +43,8 @@ let sampleMessages: [Message] = [
     .error(code: .cancelled, message: ""),
     .have(first: 0, bits: [0xFF, 0x01], count: 9),
     .have(first: 992, bits: [0b1010_0101], count: 8),
+    .authNonce(Array(0..<32)),
+    .authProof(Array(repeating: 0xA5, count: 32)),
 ]
 
 /// Feeds `chunks` one after the other, draining messages after each.
@@ -72,7 +74,7 @@ func firstError(_ bytes: [UInt8], limits: FrameLimits = testLimits) -> WireError
 /// A header built byte by byte, independently of `FrameHeader.encode`.
 func rawHeader(
     kind: UInt8, flags: UInt16 = 0, length: UInt32 = 0, count: UInt32 = 0, arg: UInt64 = 0,
-    magic: UInt32 = 0x414D_4350, version: UInt8 = 1
+    magic: UInt32 = 0x414D_4350, version: UInt8 = WireConstants.protocolVersion
 ) -> [UInt8] {
     var bytes: [UInt8] = []
     func le<T: FixedWidthInteger>(_ value: T) {
