@@ -1,32 +1,96 @@
 import MigrateAgent
 import Testing
 
-/// The destination's decision for every (tracker state, fault kind, backend) combination.
+/// The destination's decision for every (tracker state, fault kind, backend) combination:
+/// 5 page states × 2 fault kinds × 2 backend families = 20 rows, each with its expected action.
+/// The table is written out by hand from what each state and kind mean; it is never computed
+/// with `FaultAction.decide`.
 @Suite("fault decisions")
 struct FaultActionTests {
-    @Test("a backend that protects in place (minor, rwp)")
-    func protectsInPlace() {
-        func decide(_ s: PageState, _ k: FaultKind) -> FaultAction { .decide(state: s, kind: k, keepsStaleCopy: true) }
-        #expect(decide(.absent, .missing) == .requestAbsent)
-        #expect(decide(.stale, .protected) == .requestStale(withHash: true))
-        #expect(decide(.requested, .missing) == .shareRequest)
-        #expect(decide(.staleRequested, .protected) == .shareRequest)
-        #expect(decide(.present, .missing) == .wakeLate)
-        // A protected fault on a present page is the COPY-in-flight race: map what is held,
-        // never fetch again (the guest may have written the page since).
-        #expect(decide(.present, .protected) == .mapHeld)
-        // Contradictions: a protected fault on an absent page, a missing one on a stale page.
-        #expect(decide(.absent, .protected) == .disagreement)
-        #expect(decide(.stale, .missing) == .disagreement)
+    struct Row: Sendable, CustomTestStringConvertible {
+        let state: PageState
+        let kind: FaultKind
+        /// true: minor, rwp (protect in place); false: missing (drops protected pages).
+        let keepsStaleCopy: Bool
+        let expected: FaultAction
+
+        var testDescription: String {
+            "\(state) + \(kind) fault, \(keepsStaleCopy ? "keeps stale copy (minor, rwp)" : "drops stale pages (missing)") -> \(expected)"
+        }
     }
 
-    @Test("a backend that drops protected pages (missing)")
-    func dropsPages() {
-        func decide(_ s: PageState, _ k: FaultKind) -> FaultAction { .decide(state: s, kind: k, keepsStaleCopy: false) }
-        #expect(decide(.absent, .missing) == .requestAbsent)
-        #expect(decide(.stale, .missing) == .requestStale(withHash: false))
-        #expect(decide(.stale, .protected) == .disagreement)
-        #expect(decide(.present, .protected) == .mapHeld)
-        #expect(decide(.requested, .protected) == .shareRequest)
+    /// Every page state. `everyStateAndKindIsListed` fails when PageState gains a case not listed here.
+    static let states: [PageState] = [.absent, .requested, .present, .stale, .staleRequested]
+    /// Every fault kind. The switch in `everyStateAndKindIsListed` stops compiling when FaultKind gains one.
+    static let kinds: [FaultKind] = [.missing, .protected]
+
+    static let table: [Row] = [
+        // A backend that protects in place (minor, rwp): a stale page is still mapped and
+        // faults as protected.
+        Row(state: .absent, kind: .missing, keepsStaleCopy: true, expected: .requestAbsent),
+        // A protected fault on a page never received contradicts the tracker.
+        Row(state: .absent, kind: .protected, keepsStaleCopy: true, expected: .disagreement),
+        // A request is on its way: whatever the fault, it waits on that request's fresh bytes.
+        Row(state: .requested, kind: .missing, keepsStaleCopy: true, expected: .shareRequest),
+        Row(state: .requested, kind: .protected, keepsStaleCopy: true, expected: .shareRequest),
+        // Installed after the fault was queued: only the wake is left.
+        Row(state: .present, kind: .missing, keepsStaleCopy: true, expected: .wakeLate),
+        // The COPY-in-flight race: map what is held, never fetch again (the guest may have
+        // written the page since).
+        Row(state: .present, kind: .protected, keepsStaleCopy: true, expected: .mapHeld),
+        // A kept stale page cannot fault as missing.
+        Row(state: .stale, kind: .missing, keepsStaleCopy: true, expected: .disagreement),
+        // The held copy's hash goes with the request (the source may answer "unchanged").
+        Row(state: .stale, kind: .protected, keepsStaleCopy: true, expected: .requestStale(withHash: true)),
+        Row(state: .staleRequested, kind: .missing, keepsStaleCopy: true, expected: .shareRequest),
+        Row(state: .staleRequested, kind: .protected, keepsStaleCopy: true, expected: .shareRequest),
+
+        // A backend that drops protected pages (missing): a stale page is gone and faults as
+        // missing; there is no held copy, so no hash.
+        Row(state: .absent, kind: .missing, keepsStaleCopy: false, expected: .requestAbsent),
+        Row(state: .absent, kind: .protected, keepsStaleCopy: false, expected: .disagreement),
+        Row(state: .requested, kind: .missing, keepsStaleCopy: false, expected: .shareRequest),
+        Row(state: .requested, kind: .protected, keepsStaleCopy: false, expected: .shareRequest),
+        Row(state: .present, kind: .missing, keepsStaleCopy: false, expected: .wakeLate),
+        Row(state: .present, kind: .protected, keepsStaleCopy: false, expected: .mapHeld),
+        Row(state: .stale, kind: .missing, keepsStaleCopy: false, expected: .requestStale(withHash: false)),
+        // A dropped stale page cannot fault as protected.
+        Row(state: .stale, kind: .protected, keepsStaleCopy: false, expected: .disagreement),
+        Row(state: .staleRequested, kind: .missing, keepsStaleCopy: false, expected: .shareRequest),
+        Row(state: .staleRequested, kind: .protected, keepsStaleCopy: false, expected: .shareRequest),
+    ]
+
+    @Test("decides the expected action", arguments: table)
+    func decides(_ row: Row) {
+        #expect(FaultAction.decide(state: row.state, kind: row.kind, keepsStaleCopy: row.keepsStaleCopy) == row.expected)
+    }
+
+    @Test("the table has every (state, kind, backend) combination exactly once")
+    func tableIsExhaustive() {
+        var seen: [String: Int] = [:]
+        for row in Self.table { seen["\(row.state) \(row.kind) \(row.keepsStaleCopy)", default: 0] += 1 }
+        for state in Self.states {
+            for kind in Self.kinds {
+                for keeps in [true, false] {
+                    #expect(seen["\(state) \(kind) \(keeps)"] == 1, "\(state) \(kind) keepsStaleCopy: \(keeps)")
+                }
+            }
+        }
+        #expect(Self.table.count == Self.states.count * Self.kinds.count * 2)
+    }
+
+    @Test("every PageState and FaultKind is listed")
+    func everyStateAndKindIsListed() {
+        // PageState is a UInt8 enum numbered from 0: a state past the listed ones would decode.
+        #expect(Set(Self.states.map(\.rawValue)) == Set(0..<UInt8(Self.states.count)))
+        #expect(PageState(rawValue: UInt8(Self.states.count)) == nil, "PageState has a case not in `states`")
+        // FaultKind has no numbering to check: this switch has no default, so a new kind
+        // stops the tests compiling until it is added here and to `kinds`.
+        func listed(_ kind: FaultKind) -> Bool {
+            switch kind {
+            case .missing, .protected: return Self.kinds.contains(kind)
+            }
+        }
+        #expect(listed(.missing) && listed(.protected))
     }
 }
