@@ -14,6 +14,8 @@ enum Tuning {
     static let destinationTickMillis: UInt64 = 50
     /// The source's check for a destination that stopped reading.
     static let sourceWatchdogMillis: UInt64 = 250
+    /// Connections the source lets prove the key at once; more are closed on accept.
+    static let maxPendingConnections = 16
     /// Page indices per `staleSet` frame (8 bytes each).
     static let staleIndicesPerFrame = 64 * 1024 / 8
 }

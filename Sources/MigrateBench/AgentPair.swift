@@ -30,11 +30,15 @@ struct AgentPair {
     func run(sourceOptions: [String], destinationOptions: [String]) throws(AgentError) -> Outcome {
         let base = "\(directory)/\(label)"
         let files = (source: "\(base).source.json", destination: "\(base).destination.json", histogram: "\(base).latency.json")
-        for path in [files.source, files.destination, files.histogram] { try? FileManager.default.removeItem(atPath: path) }
+        let key = "\(base).key"
+        for path in [files.source, files.destination, files.histogram, key] { try? FileManager.default.removeItem(atPath: path) }
+        try PresharedKey.generate(path: key)  // a key per run, as in production
+        defer { try? FileManager.default.removeItem(atPath: key) }
         let before = CPUUsage.snapshot()
         let source = try AgentProcess(
             executable: executable,
-            arguments: ["source", "--listen", "127.0.0.1:0", "--arena", "\(arenaBytes)", "--report-json", files.source] + sourceOptions,
+            arguments: ["source", "--listen", "127.0.0.1:0", "--arena", "\(arenaBytes)", "--report-json", files.source,
+                        "--psk-file", key] + sourceOptions,
             stderrPath: "\(base).source.log")
         guard let address = source.awaitLine(prefix: "listening on ", seconds: 120) else {
             source.stop(signal: SIGKILL)
@@ -45,7 +49,8 @@ struct AgentPair {
             destination = try AgentProcess(
                 executable: executable,
                 arguments: ["destination", "--connect", address, "--arena", "\(arenaBytes)",
-                            "--report-json", files.destination, "--latency-histogram", files.histogram] + destinationOptions,
+                            "--report-json", files.destination, "--latency-histogram", files.histogram,
+                            "--psk-file", key] + destinationOptions,
                 stderrPath: "\(base).destination.log")
         } catch {
             source.stop(signal: SIGKILL)

@@ -53,11 +53,13 @@ public struct DemoRunner {
         defer { try? FileManager.default.removeItem(at: directory) }
         let sourceReport = directory.appendingPathComponent("source.json").path
         let destinationReport = directory.appendingPathComponent("destination.json").path
+        let key = directory.appendingPathComponent("psk").path
+        try PresharedKey.generate(path: key)  // a key per run: the demo never runs insecure
         let arena = "\(configuration.arenaSize)"
         let source = try AgentProcess(executable: configuration.executable, arguments: [
             "source", "--listen", "127.0.0.1:0", "--arena", arena, "--guest-threads", "2",
             "--dirty-rate", "\(configuration.dirtyRate)", "--report-json", sourceReport,
-            "--precopy-rounds", "\(configuration.precopyRounds)",
+            "--precopy-rounds", "\(configuration.precopyRounds)", "--psk-file", key,
         ])
         guard let address = source.awaitLine(prefix: "listening on ", seconds: 60) else {
             source.terminate()
@@ -66,7 +68,7 @@ public struct DemoRunner {
         var arguments = [
             "destination", "--connect", address, "--arena", arena,
             "--guest-threads", "\(configuration.guestThreads)", "--pattern", configuration.pattern.rawValue,
-            "--write-ratio", "\(configuration.writeRatio)", "--report-json", destinationReport,
+            "--write-ratio", "\(configuration.writeRatio)", "--report-json", destinationReport, "--psk-file", key,
         ]
         if let protection = configuration.protection { arguments += ["--protection", protection.rawValue] }
         let destination = try AgentProcess(executable: configuration.executable, arguments: arguments)

@@ -49,6 +49,10 @@ public struct FrameLimits: Equatable, Sendable {
     /// The largest frame, header included, that these limits let through: what a
     /// receive buffer must hold.
     public var largestFrame: Int {
+        if isHandshake {  // only handshake, key-proof and error frames parse
+            return WireConstants.headerSize + max(Hello.payloadSize, Welcome.payloadSize,
+                                                  WireConstants.authTokenSize, WireConstants.maxErrorMessage + 2)
+        }
         let pages = maxPagesPerFrame.multipliedReportingOverflow(by: max(pageSize, 0))
         let payload = max(pages.overflow ? Int.max / 2 : pages.partialValue, maxControlPayload, maxGuestState,
                           Hello.payloadSize, WireConstants.maxErrorMessage + 8)

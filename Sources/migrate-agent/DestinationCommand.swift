@@ -15,6 +15,7 @@ struct DestinationCommand: ParsableCommand {
     @Option(help: "Seconds without data from the source before giving up.") var peerTimeout = 10.0
     @Option(help: "Microseconds the loop keeps polling instead of sleeping after demand activity (0: off).")
     var busyPoll = 50
+    @OptionGroup var key: KeyOptions
     @Option(help: "Write the report as JSON to this file.") var reportJson: String?
     @Option(help: "Write the guest's demand-fault latencies (an HdrHistogram of nanoseconds, JSON) to this file.")
     var latencyHistogram: String?
@@ -39,6 +40,7 @@ struct DestinationCommand: ParsableCommand {
         configuration.busyPollMicros = busyPoll
         configuration.progress = { Console.err($0) }
         try runReportingErrors {
+            configuration.key = try key.load(role: "destination")
             configuration.source = try SocketAddress(parsing: connect)
             let agent = try DestinationAgent(configuration: configuration)
             _ = try runAgent(reportJson: reportJson, json: json, text: ReportFormatting.text, current: { agent.currentReport }) {

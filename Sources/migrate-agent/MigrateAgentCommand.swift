@@ -7,7 +7,8 @@ struct MigrateAgentCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "migrate-agent",
         abstract: "Post-copy live migration of guest memory over TCP, with real userfaultfd.",
-        subcommands: [ProbeCommand.self, SourceCommand.self, DestinationCommand.self, DemoCommand.self, BenchCommand.self, SelfTestCommand.self]
+        subcommands: [ProbeCommand.self, SourceCommand.self, DestinationCommand.self, KeygenCommand.self, DemoCommand.self,
+                      BenchCommand.self, SelfTestCommand.self]
     )
 }
 

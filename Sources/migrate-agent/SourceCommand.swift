@@ -20,6 +20,9 @@ struct SourceCommand: ParsableCommand {
     @Option(help: "Microseconds the loop keeps polling instead of sleeping after demand activity (0: off).")
     var busyPoll = 50
     @Option(help: "Seconds a destination may leave the stream unread before giving up.") var peerTimeout = 10.0
+    @OptionGroup var key: KeyOptions
+    @Option(help: "Seconds a new connection has to prove the key and say hello before it is closed.")
+    var handshakeTimeout = 5.0
     @Option(help: "Write the report as JSON to this file.") var reportJson: String?
     @Flag(help: "Print the report as JSON on stdout.") var json = false
 
@@ -28,6 +31,7 @@ struct SourceCommand: ParsableCommand {
         guard guestThreads >= 1 else { throw ValidationError("--guest-threads must be 1 or more") }
         guard dirtyRate >= 0 else { throw ValidationError("--dirty-rate must be 0 or more") }
         guard peerTimeout > 0 else { throw ValidationError("--peer-timeout must be positive") }
+        guard (0.1...600).contains(handshakeTimeout) else { throw ValidationError("--handshake-timeout must be 0.1...600 seconds") }
     }
 
     func run() throws {
@@ -39,6 +43,7 @@ struct SourceCommand: ParsableCommand {
         configuration.background = background
         configuration.busyPollMicros = busyPoll
         configuration.peerTimeoutSeconds = peerTimeout
+        configuration.handshakeTimeoutSeconds = handshakeTimeout
         configuration.precopyRounds = precopyRounds
         configuration.convergePages = convergePages
         if dirtyTracking != "auto" {
@@ -50,6 +55,7 @@ struct SourceCommand: ParsableCommand {
         configuration.onListening = { Console.out("listening on \($0)") }
         configuration.progress = { Console.err($0) }
         try runReportingErrors {
+            configuration.key = try key.load(role: "source")
             configuration.listen = try SocketAddress(parsing: listen)
             let agent = try SourceAgent(configuration: configuration)
             _ = try runAgent(reportJson: reportJson, json: json, text: ReportFormatting.text, current: { agent.currentReport }) {

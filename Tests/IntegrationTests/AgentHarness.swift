@@ -19,7 +19,27 @@ enum AgentHarness {
         return url
     }
 
+    /// One pre-shared key for every agent this test process starts (made on first use).
+    static let keyFile: String = {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("migrate-agent-it-\(getpid()).key").path
+        try? FileManager.default.removeItem(atPath: path)
+        do { try PresharedKey.generate(path: path) } catch { fatalError("cannot make the test key: \(error)") }
+        return path
+    }()
+
+    /// Starts the binary. Source and destination get the test key unless the
+    /// arguments name a key (or `--insecure`) themselves.
     static func start(_ arguments: [String]) throws -> AgentProcess {
+        var arguments = arguments
+        if ["source", "destination"].contains(arguments.first ?? ""),
+           !arguments.contains("--psk-file"), !arguments.contains("--insecure") {
+            arguments += ["--psk-file", keyFile]
+        }
+        return try startBare(arguments)
+    }
+
+    /// Starts the binary with exactly `arguments` (no test key added).
+    static func startBare(_ arguments: [String]) throws -> AgentProcess {
         try AgentProcess(executable: binary, arguments: arguments, captureStderr: true)
     }
 

@@ -78,7 +78,8 @@ struct FailureTests {
     @Test("a source that sends a page index out of range is refused by name")
     func pageOutOfRangeAtTheDestination() throws {
         let listener = try FakeListener()
-        let destination = try AgentHarness.start(["destination", "--connect", listener.address, "--arena", "4MiB", "--guest-threads", "1"])
+        // The fake source speaks no key proof.
+        let destination = try AgentHarness.start(["destination", "--connect", listener.address, "--arena", "4MiB", "--guest-threads", "1", "--insecure"])
         defer { destination.terminate() }
         let urgent = try listener.accept()
         let hello = try #require(urgent.readHello())
@@ -93,7 +94,7 @@ struct FailureTests {
     @Test("a source speaking another protocol version is refused by name")
     func wrongVersionAtTheDestination() throws {
         let listener = try FakeListener()
-        let destination = try AgentHarness.start(["destination", "--connect", listener.address, "--arena", "4MiB"])
+        let destination = try AgentHarness.start(["destination", "--connect", listener.address, "--arena", "4MiB", "--insecure"])
         defer { destination.terminate() }
         let urgent = try listener.accept()
         _ = urgent.readHello()
@@ -150,7 +151,7 @@ struct PermissionTests {
         .enabled(
             if: unprivilegedUserfaultfdRefused,
             "this machine allows unprivileged userfaultfd (vm.unprivileged_userfaultfd=1 or a world-writable /dev/userfaultfd): nothing to refuse"),
-        arguments: [["probe"], ["destination", "--connect", "127.0.0.1:7", "--arena", "4MiB"]]
+        arguments: [["probe"], ["destination", "--connect", "127.0.0.1:7", "--arena", "4MiB", "--insecure"]]
     )
     func unprivileged(arguments: [String]) throws {
         // As root, drop to nobody (util-linux setpriv); otherwise we are unprivileged already.

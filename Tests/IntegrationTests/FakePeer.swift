@@ -32,6 +32,19 @@ final class FakePeer {
         bytes.withUnsafeBytes { _ = Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }
 
+    private var decoder = StreamDecoder(limits: .handshake)
+
+    /// The next message from the peer, or nil when it closed, timed out or sent garbage.
+    func nextMessage() -> Message? {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            do { if let message = try decoder.nextMessage() { return message } } catch { return nil }
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { return nil }
+            decoder.feed(buffer[0..<n])
+        }
+    }
+
     /// Reads until the peer closes or the timeout; returns everything received.
     func readUntilClosed() -> [UInt8] {
         var all: [UInt8] = []

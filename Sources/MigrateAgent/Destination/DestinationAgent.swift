@@ -38,6 +38,9 @@ public final class DestinationAgent: @unchecked Sendable {
     private var phase = Phase.connecting
     private var urgent: TCPConnection?
     private var bulk: TCPConnection?
+    /// Each connection's key proof; the source's frames count only once it proved the key.
+    private var urgentAuth: ConnectionAuth?
+    private var bulkAuth: ConnectionAuth?
     private var poller: FdPoller?
     private var timer: LoopTimer?
     private var guest: (any DestinationWorkload)?
@@ -73,6 +76,7 @@ public final class DestinationAgent: @unchecked Sendable {
                                   faults: faults, busyPoll: busyPoll, loop: loop)
         sessionLimits = .session(pageSize: arena.pageSize, pageCount: UInt64(arena.pageCount))
         report = DestinationReport(backend: kind, arenaBytes: arena.size, pageSize: arena.pageSize)
+        report.authentication = configuration.key == nil ? "none (--insecure)" : "pre-shared key"
     }
 
     /// Connects, migrates and runs the guest. Returns the report; throws when the migration failed.
@@ -92,16 +96,19 @@ public final class DestinationAgent: @unchecked Sendable {
     private func connectUrgent() {
         loop.assertOnLoop()
         timer = LoopTimer(loop: loop, everyMillis: Tuning.destinationTickMillis) { [unowned self] in tick() }
-        urgent = TCPConnection.connect(loop: loop, to: configuration.source, name: "urgent", limits: .handshake,
-                                       maxFrame: sessionLimits.largestFrame) { [unowned self] connection, error in
+        urgent = TCPConnection.connect(loop: loop, to: configuration.source, name: "urgent", limits: .handshake) { [unowned self] connection, error in
             if let error { return fail("cannot connect to the source at \(configuration.source): \(error)") }
             connection.configureForDemand()
-            connection.onFrame = { [unowned self] frame in handle { () throws(AgentError) in try urgentFrame(frame) } }
+            let auth = ConnectionAuth(key: configuration.key, role: .destination)
+            urgentAuth = auth
+            connection.onFrame = { [unowned self] frame in
+                handle { () throws(AgentError) in
+                    if try authenticate(frame, auth, connection, channel: .urgent) { return }
+                    try urgentFrame(frame)
+                }
+            }
             connection.onClose = { [unowned self] in connectionClosed("urgent", $0) }
-            connection.send(.hello(Hello(channel: .urgent, pageSize: arena.pageSize,
-                                         pageCount: UInt64(arena.pageCount), sessionID: 0, resumeCount: 0)))
-            connection.flush()
-            connection.startReading()
+            startHandshake(connection, auth, channel: .urgent)
             faults.urgent = connection
             phase = .awaitingWelcome
         }
@@ -131,18 +138,45 @@ public final class DestinationAgent: @unchecked Sendable {
         }
     }
 
+    private func hello(_ channel: Channel) -> Hello {
+        Hello(channel: channel, pageSize: arena.pageSize, pageCount: UInt64(arena.pageCount),
+              sessionID: channel == .urgent ? 0 : sessionID, resumeCount: 0)
+    }
+
+    /// The first frames on a new connection: our nonce (hello follows our proof),
+    /// or hello at once when no key is used.
+    private func startHandshake(_ connection: TCPConnection, _ auth: ConnectionAuth, channel: Channel) {
+        if auth.isProven { connection.send(.hello(hello(channel))) } else { auth.start(on: connection) }
+        connection.flush()
+        connection.startReading()
+    }
+
+    /// Hands frames to the key proof until the source proved the key; true when
+    /// the frame was consumed. Our hello goes right behind our proof.
+    private func authenticate(_ frame: ParsedFrame, _ auth: ConnectionAuth, _ connection: TCPConnection,
+                              channel: Channel) throws(AgentError) -> Bool {
+        guard !auth.isProven else { return false }
+        if try auth.receive(try Message.decode(frame), on: connection) == .pending {
+            connection.send(.hello(hello(channel)))
+        }
+        return true
+    }
+
     /// The bulk connection: pre-copy rounds, then the background stream.
     private func connectBulk() {
-        bulk = TCPConnection.connect(loop: loop, to: configuration.source, name: "bulk", limits: sessionLimits,
-                                     maxFrame: sessionLimits.largestFrame) { [unowned self] connection, error in
+        bulk = TCPConnection.connect(loop: loop, to: configuration.source, name: "bulk", limits: sessionLimits) { [unowned self] connection, error in
             if let error { return fail("cannot open the bulk connection to \(configuration.source): \(error)") }
             connection.readBudget = Tuning.bulkReadBudget
-            connection.onFrame = { [unowned self] frame in handle { () throws(AgentError) in try bulkFrame(frame) } }
+            let auth = ConnectionAuth(key: configuration.key, role: .destination)
+            bulkAuth = auth
+            connection.onFrame = { [unowned self] frame in
+                handle { () throws(AgentError) in
+                    if try authenticate(frame, auth, connection, channel: .bulk) { return }
+                    try bulkFrame(frame)
+                }
+            }
             connection.onClose = { [unowned self] in connectionClosed("bulk", $0) }
-            connection.send(.hello(Hello(channel: .bulk, pageSize: arena.pageSize,
-                                         pageCount: UInt64(arena.pageCount), sessionID: sessionID, resumeCount: 0)))
-            connection.flush()
-            connection.startReading()
+            startHandshake(connection, auth, channel: .bulk)
             flow.bulk = connection
         }
     }

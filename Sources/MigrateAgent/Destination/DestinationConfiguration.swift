@@ -8,6 +8,8 @@ public struct DestinationConfiguration: Sendable {
     /// What runs in the arena from switch-over on, fed the state the source sent
     /// (nil: no guest runs; memory only arrives).
     public var workload: @Sendable () -> (any DestinationWorkload)? = { nil }
+    /// The key every connection proves, and the source must prove back (nil: none, `--insecure`).
+    public var key: PresharedKey?
     /// With no byte from the source for this long, the migration fails.
     public var peerTimeoutSeconds = 10.0
     /// Microseconds the loop keeps polling instead of sleeping after demand activity (0: off).

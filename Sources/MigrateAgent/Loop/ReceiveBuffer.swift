@@ -4,11 +4,11 @@
 /// when the free tail gets too short for a whole frame.
 /// Threading: owned by its connection, loop thread only.
 struct ReceiveBuffer: ~Copyable {
-    private let base: UnsafeMutableRawPointer
-    let capacity: Int
+    private var base: UnsafeMutableRawPointer
+    private(set) var capacity: Int
     private var start = 0
     private var end = 0
-    private let minimumTail: Int
+    private var minimumTail: Int
 
     /// `maxFrame` is the largest frame the limits allow; the buffer holds two.
     init(maxFrame: Int) {
@@ -33,6 +33,22 @@ struct ReceiveBuffer: ~Copyable {
 
     /// The undecoded bytes.
     var pending: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base + start, count: end - start) }
+
+    /// Makes room for frames of up to `maxFrame` bytes, keeping the undecoded
+    /// bytes; never shrinks. Moves the bytes, so a frame handler calls it only
+    /// once it is done with its frame's payload.
+    mutating func grow(maxFrame: Int) {
+        let needed = max(2 * maxFrame, 256 * 1024)
+        guard needed > capacity else { return }
+        let bigger = UnsafeMutableRawPointer.allocate(byteCount: needed, alignment: 4096)
+        bigger.copyMemory(from: base + start, byteCount: end - start)
+        base.deallocate()
+        base = bigger
+        capacity = needed
+        end -= start
+        start = 0
+        minimumTail = maxFrame
+    }
 
     mutating func consume(_ count: Int) {
         start += count

@@ -37,8 +37,12 @@ public final class TCPConnection {
     let loop: EventLoop
     let handle: UnsafeMutablePointer<uv_tcp_t>
     public let name: String
-    /// What frames may carry; raise it once the handshake fixes the arena.
-    public var limits: FrameLimits
+    /// What frames may carry; raise it once the handshake fixes the arena. The
+    /// receive buffer grows to hold the largest frame the limits allow, so set it
+    /// only after the current frame's payload is no longer needed.
+    public var limits: FrameLimits {
+        didSet { receive.grow(maxFrame: limits.largestFrame) }
+    }
     /// Called for each complete frame, payload valid only during the call.
     public var onFrame: (ParsedFrame) -> Void = { _ in }
     /// Called once when the connection ends, for any reason.
@@ -63,12 +67,12 @@ public final class TCPConnection {
     private var connectRequest: UnsafeMutablePointer<uv_connect_t>?
     private var onConnect: ((String?) -> Void)?
 
-    init(loop: EventLoop, name: String, limits: FrameLimits, maxFrame: Int) {
+    init(loop: EventLoop, name: String, limits: FrameLimits) {
         loop.assertOnLoop()
         self.loop = loop
         self.name = name
         self.limits = limits
-        receive = ReceiveBuffer(maxFrame: maxFrame)
+        receive = ReceiveBuffer(maxFrame: limits.largestFrame)
         handle = .allocate(capacity: 1)
         uv_tcp_init(loop.raw, handle)
         handle.pointee.data = Unmanaged.passRetained(self).toOpaque()
@@ -84,8 +88,8 @@ public final class TCPConnection {
 
     /// Connects to `address`; `done` gets nil or the error text.
     public static func connect(loop: EventLoop, to address: SocketAddress, name: String, limits: FrameLimits,
-                               maxFrame: Int, done: @escaping (TCPConnection, String?) -> Void) -> TCPConnection {
-        let connection = TCPConnection(loop: loop, name: name, limits: limits, maxFrame: maxFrame)
+                               done: @escaping (TCPConnection, String?) -> Void) -> TCPConnection {
+        let connection = TCPConnection(loop: loop, name: name, limits: limits)
         let request = UnsafeMutablePointer<uv_connect_t>.allocate(capacity: 1)
         connection.connectRequest = request
         connection.onConnect = { [unowned connection] error in done(connection, error) }

@@ -8,17 +8,15 @@ public final class TCPListener {
     private let loop: EventLoop
     private let handle: UnsafeMutablePointer<uv_tcp_t>
     private let limits: FrameLimits
-    private let maxFrame: Int
     private let onAccept: (TCPConnection) -> Void
     /// The bound address (the real port when 0 was asked for).
     public private(set) var address: SocketAddress
 
-    public init(loop: EventLoop, address: SocketAddress, limits: FrameLimits, maxFrame: Int,
+    public init(loop: EventLoop, address: SocketAddress, limits: FrameLimits, backlog: Int32 = 128,
                 onAccept: @escaping (TCPConnection) -> Void) throws(AgentError) {
         loop.assertOnLoop()
         self.loop = loop
         self.limits = limits
-        self.maxFrame = maxFrame
         self.onAccept = onAccept
         self.address = address
         handle = .allocate(capacity: 1)
@@ -27,7 +25,7 @@ public final class TCPListener {
         let stream = UnsafeMutableRawPointer(handle).assumingMemoryBound(to: uv_stream_t.self)
         var rc = address.withSockAddr { uv_tcp_bind(handle, $0, 0) }
         if rc == 0 {
-            rc = uv_listen(stream, 8) { server, status in
+            rc = uv_listen(stream, backlog) { server, status in
                 let listener = Unmanaged<TCPListener>.fromOpaque(server!.pointee.data).takeUnretainedValue()
                 if status == 0 { listener.accept() }
             }
@@ -55,7 +53,7 @@ public final class TCPListener {
     }
 
     private func accept() {
-        let connection = TCPConnection(loop: loop, name: "peer", limits: limits, maxFrame: maxFrame)
+        let connection = TCPConnection(loop: loop, name: "peer", limits: limits)
         let stream = UnsafeMutableRawPointer(handle).assumingMemoryBound(to: uv_stream_t.self)
         if uv_accept(stream, connection.stream) == 0 {
             onAccept(connection)

@@ -32,6 +32,7 @@ public enum ReportFormatting {
         var lines = [
             "destination: \(r.succeeded ? "migration complete" : "migration FAILED")",
             "  backend            \(r.backend.rawValue)",
+            "  authentication     \(r.authentication)",
             "  arena              \(ByteSize(bytes: r.arenaBytes)) (\(r.pageCount) pages of \(r.pageSize) bytes)",
             "  pages on demand    \(r.demandPages)",
             "  pages in background \(r.backgroundPages)",
@@ -52,6 +53,7 @@ public enum ReportFormatting {
         var lines = [
             "source: \(r.succeeded ? "migration complete" : "migration FAILED")",
             "  arena              \(ByteSize(bytes: r.arenaBytes)) (\(r.pageCount) pages)",
+            "  authentication     \(r.authentication); \(r.refusedConnections) connections refused",
             "  demand requests    \(r.demandRequests) (\(r.demandPagesSent) pages)",
             "  background pages   \(r.backgroundPagesSent)",
             "  guest writes       \(r.guestPagesWritten) pages before switch-over",

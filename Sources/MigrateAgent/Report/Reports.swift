@@ -1,6 +1,8 @@
 /// What the destination agent reports at the end of a migration (also as JSON).
 public struct DestinationReport: Codable, Sendable {
     public var backend: BackendKind
+    /// How the source proved itself: "pre-shared key" or "none (--insecure)".
+    public var authentication = ""
     public var arenaBytes: Int
     public var pageSize: Int
     public var pageCount: Int
@@ -114,6 +116,10 @@ public struct SourceReport: Codable, Sendable {
     public var unchangedAnswers = 0
     /// Guest paused until the stale set and the guest state were handed to the socket.
     public var pauseToSwitchoverMillis = 0.0
+    /// How connections proved themselves: "pre-shared key" or "none (--insecure)".
+    public var authentication = ""
+    /// Connections refused: no key proof, too slow to finish the handshake, or too many at once.
+    public var refusedConnections = 0
 
     public init(arenaBytes: Int, pageSize: Int) {
         self.arenaBytes = arenaBytes

@@ -30,6 +30,8 @@ public final class SourceAgent: @unchecked Sendable {
     private var report: SourceReport
     private var phase = Phase.awaitingDestination
     private var listener: TCPListener?
+    /// Accepted connections still proving the key and saying hello.
+    private var pending: PendingConnections?
     private var urgent: TCPConnection?
     private var bulk: TCPConnection?
     private var demand: DemandServer?
@@ -41,8 +43,13 @@ public final class SourceAgent: @unchecked Sendable {
     private var tracker: (any DirtyTracking)?
     private var precopy: PrecopyRounds?
     private var watchdog: LoopTimer?
+    /// Expires connections that are too slow to prove the key.
+    private var handshakeTimer: LoopTimer?
+    /// When the end of the stream was handed to the socket: `done` is due within the peer timeout.
+    private var endSentNanos: UInt64 = 0
     private var digest: ArenaDigest?
     private var endSent = false
+    private var sessionStartNanos: UInt64 = 0
     private var startNanos: UInt64 = 0
     private var failure: String?
     private var setupError: AgentError?
@@ -86,14 +93,19 @@ public final class SourceAgent: @unchecked Sendable {
         loop.execute { [self] in
             do throws(AgentError) {
                 try tracker?.attach(to: loop)
-                listener = try TCPListener(loop: loop, address: configuration.listen, limits: .handshake,
-                                           maxFrame: sessionLimits.largestFrame) { [unowned self] in accepted($0) }
+                let pending = PendingConnections(loop: loop, capacity: Tuning.maxPendingConnections,
+                                                 deadlineSeconds: configuration.handshakeTimeoutSeconds)
+                self.pending = pending
+                handshakeTimer = LoopTimer(loop: loop, everyMillis: Tuning.sourceWatchdogMillis) { [unowned self] in
+                    if let pending = self.pending, pending.expire(now: EventLoop.nowNanos()) > 0 {
+                        configuration.progress("source: closed a connection that did not finish its handshake in time")
+                    }
+                }
+                listener = try TCPListener(loop: loop, address: configuration.listen, limits: .handshake) { [unowned self] in accepted($0) }
                 configuration.onListening(listener!.address)
             } catch {
                 setupError = error
-                guest.pause {}
-                busyPoll.close()
-                loop.shutdown()
+                finish()  // closes whatever was set up, so the loop ends
             }
         }
         loop.run()
@@ -112,22 +124,37 @@ public final class SourceAgent: @unchecked Sendable {
 
     private func accepted(_ connection: TCPConnection) {
         loop.assertOnLoop()
-        connection.onFrame = { [unowned self, unowned connection] frame in
-            handshake(connection, frame)
-        }
+        guard phase != .finished, let entry = pending?.admit(connection, key: configuration.key) else { return }
+        connection.onFrame = { [unowned self, unowned entry] frame in handshake(entry, frame) }
+        connection.onClose = { [unowned self, unowned connection] _ in pending?.remove(connection) }
         connection.startReading()
     }
 
-    private func handshake(_ connection: TCPConnection, _ frame: ParsedFrame) {
-        let hello: Hello
-        do {
-            guard case .hello(let h) = try Message.decode(frame) else {
-                return connection.fail(.protocolViolation, "expected a hello frame first, got \(frame.header.kind)")
-            }
-            hello = h
-        } catch {
+    /// Every frame of a connection that has not joined the session: the key
+    /// proof first, then hello. Nothing about the guest, not even its size, goes
+    /// to a peer that has not proven the key.
+    private func handshake(_ entry: PendingConnections.Entry, _ frame: ParsedFrame) {
+        let connection = entry.connection
+        let message: Message
+        do { message = try Message.decode(frame) } catch {
+            pending?.remove(connection)
             return connection.fail(.protocolViolation, error.description)
         }
+        if !entry.auth.isProven || message.kind == .authNonce {
+            do {
+                // A proof completes the exchange; hello comes in a frame of its own.
+                if try entry.auth.receive(message, on: connection) == .pending || message.kind == .authProof { return }
+            } catch {
+                configuration.progress("source: refused a connection: \(error)")
+                pending?.refuse(connection, .authenticationFailed, error.description)
+                return
+            }
+        }
+        guard case .hello(let hello) = message else {
+            pending?.remove(connection)
+            return connection.fail(.protocolViolation, "expected a hello frame, got \(frame.header.kind)")
+        }
+        pending?.remove(connection)
         switch hello.channel {
         case .urgent:
             guard urgent == nil else {
@@ -161,6 +188,7 @@ public final class SourceAgent: @unchecked Sendable {
         watchdog = LoopTimer(loop: loop, everyMillis: Tuning.sourceWatchdogMillis) { [unowned self] in checkDestinationReads() }
         connection.onFrame = { [unowned self] in urgentFrame($0) }
         connection.onClose = { [unowned self] in peerClosed("urgent", $0) }
+        sessionStartNanos = EventLoop.nowNanos()
         connection.send(.welcome(Welcome(pageSize: arena.pageSize, pageCount: UInt64(arena.pageCount), sessionID: sessionID)))
         connection.flush()
         configuration.progress("source: destination connected")
@@ -285,20 +313,30 @@ public final class SourceAgent: @unchecked Sendable {
             bulk.send(.endOfStream(pagesSent: UInt64(stream.pagesSent), digest: digest.value))
             bulk.flush()
             endSent = true
+            endSentNanos = EventLoop.nowNanos()
             configuration.progress("source: background stream complete (\(stream.pagesSent) pages)")
         case .awaitingDestination, .finished:
             break
         }
     }
 
-    /// A destination that stopped reading (frozen, or its host gone without a
-    /// reset) would leave the stream waiting forever: give up after the peer timeout.
+    /// Every wait on the destination ends by itself: one that never opens its
+    /// bulk connection, stops reading (frozen, or its host gone without a reset),
+    /// or never says `done` after the last page fails the migration after the
+    /// peer timeout.
     private func checkDestinationReads() {
-        guard let bulk, bulk.backlog > 0 else { return }
-        let stalled = Double(EventLoop.nowNanos() - bulk.lastWriteNanos) / 1e9
-        if stalled > configuration.peerTimeoutSeconds {
-            abort("the destination has not read for \(configuration.peerTimeoutSeconds) s (peer timeout); "
-                + "\(bulk.backlog) bytes still queued for it")
+        let now = EventLoop.nowNanos()
+        let timeout = configuration.peerTimeoutSeconds
+        guard let bulk else {
+            if Double(now - sessionStartNanos) / 1e9 > timeout {
+                abort("the destination did not open its bulk connection within \(timeout) s (peer timeout)")
+            }
+            return
+        }
+        if bulk.backlog > 0, Double(now - bulk.lastWriteNanos) / 1e9 > timeout {
+            abort("the destination has not read for \(timeout) s (peer timeout); \(bulk.backlog) bytes still queued for it")
+        } else if endSent, Double(now - max(endSentNanos, urgent?.lastReceiveNanos ?? 0)) / 1e9 > timeout {
+            abort("the destination did not confirm the migration (done) within \(timeout) s of the last page (peer timeout)")
         }
     }
 
@@ -329,6 +367,8 @@ public final class SourceAgent: @unchecked Sendable {
         urgent?.close()
         bulk?.close()
         listener?.close()
+        pending?.closeAll()
+        handshakeTimer?.close()
         pumpAgain?.close()
         busyPoll.close()
         watchdog?.close()
@@ -339,6 +379,9 @@ public final class SourceAgent: @unchecked Sendable {
     private func reportWithCounts() -> SourceReport {
         var report = self.report
         if let precopy { report.precopyRounds = precopy.rounds }
+        report.refusedConnections = pending?.refused ?? 0
+        report.authentication = configuration.key == nil ? "none (--insecure)" : "pre-shared key"
+
         if let demand {
             report.demandRequests = demand.counts.requests
             report.demandPagesSent = demand.counts.pagesSent

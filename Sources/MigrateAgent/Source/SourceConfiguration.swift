@@ -25,6 +25,10 @@ public struct SourceConfiguration: Sendable {
     /// that one turn of the loop never spends long copying into the socket
     /// while a demand request waits behind it.
     public var bulkHighWater = 1 << 20
+    /// The key every connection must prove before anything else (nil: none, `--insecure`).
+    public var key: PresharedKey?
+    /// A connection that has not proven the key and said hello within this long is closed.
+    public var handshakeTimeoutSeconds = 5.0
     /// Called once the socket listens, with the real port (the CLI prints it).
     public var onListening: @Sendable (SocketAddress) -> Void = { _ in }
     /// Progress lines for stderr.
