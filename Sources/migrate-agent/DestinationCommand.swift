@@ -16,6 +16,8 @@ struct DestinationCommand: ParsableCommand {
     @Option(help: "Microseconds the loop keeps polling instead of sleeping after demand activity (0: off).")
     var busyPoll = 50
     @OptionGroup var key: KeyOptions
+    @Option(help: "After switch-over, seconds to resume the session when a connection drops (0: a drop ends the migration).")
+    var reconnectTimeout = 30.0
     @Option(help: "Write the report as JSON to this file.") var reportJson: String?
     @Option(help: "Write the guest's demand-fault latencies (an HdrHistogram of nanoseconds, JSON) to this file.")
     var latencyHistogram: String?
@@ -25,6 +27,7 @@ struct DestinationCommand: ParsableCommand {
         guard (0...256).contains(guestThreads) else { throw ValidationError("--guest-threads must be 0...256 (0: an idle guest)") }
         guard (0...1).contains(writeRatio) else { throw ValidationError("--write-ratio must be between 0 and 1") }
         guard peerTimeout > 0 else { throw ValidationError("--peer-timeout must be positive") }
+        guard (0...3600).contains(reconnectTimeout) else { throw ValidationError("--reconnect-timeout must be 0...3600 seconds") }
     }
 
     func run() throws {
@@ -37,6 +40,7 @@ struct DestinationCommand: ParsableCommand {
         guest.writeRatio = writeRatio
         configuration.workload = { [guest] in DestinationGuest(configuration: guest) }
         configuration.peerTimeoutSeconds = peerTimeout
+        configuration.reconnectTimeoutSeconds = reconnectTimeout
         configuration.busyPollMicros = busyPoll
         configuration.progress = { Console.err($0) }
         try runReportingErrors {

@@ -21,6 +21,8 @@ struct SourceCommand: ParsableCommand {
     var busyPoll = 50
     @Option(help: "Seconds a destination may leave the stream unread before giving up.") var peerTimeout = 10.0
     @OptionGroup var key: KeyOptions
+    @Option(help: "After switch-over, seconds to resume the session when a connection drops (0: a drop ends the migration).")
+    var reconnectTimeout = 30.0
     @Option(help: "Seconds a new connection has to prove the key and say hello before it is closed.")
     var handshakeTimeout = 5.0
     @Option(help: "Write the report as JSON to this file.") var reportJson: String?
@@ -31,6 +33,7 @@ struct SourceCommand: ParsableCommand {
         guard guestThreads >= 1 else { throw ValidationError("--guest-threads must be 1 or more") }
         guard dirtyRate >= 0 else { throw ValidationError("--dirty-rate must be 0 or more") }
         guard peerTimeout > 0 else { throw ValidationError("--peer-timeout must be positive") }
+        guard (0...3600).contains(reconnectTimeout) else { throw ValidationError("--reconnect-timeout must be 0...3600 seconds") }
         guard (0.1...600).contains(handshakeTimeout) else { throw ValidationError("--handshake-timeout must be 0.1...600 seconds") }
     }
 
@@ -43,6 +46,7 @@ struct SourceCommand: ParsableCommand {
         configuration.background = background
         configuration.busyPollMicros = busyPoll
         configuration.peerTimeoutSeconds = peerTimeout
+        configuration.reconnectTimeoutSeconds = reconnectTimeout
         configuration.handshakeTimeoutSeconds = handshakeTimeout
         configuration.precopyRounds = precopyRounds
         configuration.convergePages = convergePages

@@ -56,8 +56,8 @@ enum AgentHarness {
 
     /// A pair still migrating for a while: demand only (no background stream), one
     /// sequential guest thread; returned once the destination's guest runs.
-    static func startSlowMigration(destinationExtra: [String] = []) throws -> (source: AgentProcess, destination: AgentProcess) {
-        let (source, address) = try startSource(arena: "256MiB", extra: ["--no-background"])
+    static func startSlowMigration(sourceExtra: [String] = [], destinationExtra: [String] = []) throws -> (source: AgentProcess, destination: AgentProcess) {
+        let (source, address) = try startSource(arena: "256MiB", extra: ["--no-background"] + sourceExtra)
         let destination = try start([
             "destination", "--connect", address, "--arena", "256MiB", "--guest-threads", "1", "--pattern", "sequential",
         ] + destinationExtra)

@@ -10,6 +10,9 @@ public struct DestinationConfiguration: Sendable {
     public var workload: @Sendable () -> (any DestinationWorkload)? = { nil }
     /// The key every connection proves, and the source must prove back (nil: none, `--insecure`).
     public var key: PresharedKey?
+    /// After switch-over, how long to keep reconnecting and resuming when a
+    /// connection drops or goes silent (0: a drop ends the migration).
+    public var reconnectTimeoutSeconds = 30.0
     /// With no byte from the source for this long, the migration fails.
     public var peerTimeoutSeconds = 10.0
     /// Microseconds the loop keeps polling instead of sleeping after demand activity (0: off).

@@ -27,6 +27,9 @@ public struct SourceConfiguration: Sendable {
     public var bulkHighWater = 1 << 20
     /// The key every connection must prove before anything else (nil: none, `--insecure`).
     public var key: PresharedKey?
+    /// After switch-over, how long the session and the guest's memory are kept for a
+    /// destination whose connections dropped to resume it (0: a drop ends the migration).
+    public var reconnectTimeoutSeconds = 30.0
     /// A connection that has not proven the key and said hello within this long is closed.
     public var handshakeTimeoutSeconds = 5.0
     /// Called once the socket listens, with the real port (the CLI prints it).
