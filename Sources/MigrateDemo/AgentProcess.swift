@@ -20,6 +20,8 @@ public final class AgentProcess: @unchecked Sendable {
     private var output = ""
     private var closed = false
     private var stderrLines: [String] = []
+    /// The relayed stderr has ended (true when nothing is relayed).
+    private var relayClosed = true
     private var exited = false
     private var signaled = false
     private var status: Int32 = 0
@@ -97,7 +99,10 @@ public final class AgentProcess: @unchecked Sendable {
                 if data.isEmpty { return }
             }
         }
-        if let relay, let name = relayStderrAs { startRelay(relay.fileHandleForReading, name: name) }
+        if let relay, let name = relayStderrAs {
+            relayClosed = false
+            startRelay(relay.fileHandleForReading, name: name)
+        }
     }
 
     private func startRelay(_ handle: FileHandle, name: String) {
@@ -114,6 +119,8 @@ public final class AgentProcess: @unchecked Sendable {
                 lock.lock()
                 stderrLines += lines.filter { !$0.isEmpty }
                 if stderrLines.count > 400 { stderrLines.removeFirst(stderrLines.count - 200) }
+                if data.isEmpty { relayClosed = true }
+                lock.broadcast()
                 lock.unlock()
                 if data.isEmpty { return }
             }
@@ -144,18 +151,23 @@ public final class AgentProcess: @unchecked Sendable {
         }
     }
 
-    /// Waits until the output has ended (the process closed its stdout), at most `seconds`.
+    /// Waits until the output has ended (the process closed its stdout, and
+    /// its relayed stderr), at most `seconds`.
     public func awaitOutputEnd(seconds: Double) {
         let deadline = Date(timeIntervalSinceNow: seconds)
         lock.lock()
         defer { lock.unlock() }
-        while !closed && lock.wait(until: deadline) {}
+        while !(closed && relayClosed) && lock.wait(until: deadline) {}
     }
 
     /// Waits for exit at most `seconds`; on the deadline kills it (SIGKILL) and returns nil.
     /// The status is the exit status, or the signal's number when a signal ended it (`ending`).
+    /// Its output is read to the end first (bounded), so `capturedOutput` is complete.
     public func wait(seconds: Double) -> Int32? {
-        if let status = awaitExit(seconds: seconds) { return status }
+        if let status = awaitExit(seconds: seconds) {
+            awaitOutputEnd(seconds: Self.outputDrainSeconds)
+            return status
+        }
         kill(process.processIdentifier, SIGKILL)
         _ = awaitExit(seconds: .infinity)
         return nil
@@ -173,6 +185,10 @@ public final class AgentProcess: @unchecked Sendable {
         }
         return exited ? status : nil
     }
+
+    /// How long a wait after the exit lets the reader threads reach the end of
+    /// the output: the pipes end at once unless a grandchild still holds them.
+    static let outputDrainSeconds = 2.0
 
     /// Whether it has exited (its exit recorded).
     public var hasExited: Bool {
@@ -215,6 +231,7 @@ public final class AgentProcess: @unchecked Sendable {
     /// The text of the child's last `error:` line (without the prefix), from
     /// its relayed or captured stderr or its stderr file; nil when it printed none.
     public var errorLine: String? {
+        if hasExited { awaitOutputEnd(seconds: Self.outputDrainSeconds) }
         lock.lock()
         var lines = stderrLines + output.split(separator: "\n").map(String.init)
         lock.unlock()
