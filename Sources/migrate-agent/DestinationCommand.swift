@@ -24,10 +24,11 @@ struct DestinationCommand: ParsableCommand {
     @Flag(help: "Print the report as JSON on stdout.") var json = false
 
     func validate() throws {
-        guard (0...256).contains(guestThreads) else { throw ValidationError("--guest-threads must be 0...256 (0: an idle guest)") }
-        guard (0...1).contains(writeRatio) else { throw ValidationError("--write-ratio must be between 0 and 1") }
-        guard peerTimeout > 0 else { throw ValidationError("--peer-timeout must be positive") }
-        guard (0...3600).contains(reconnectTimeout) else { throw ValidationError("--reconnect-timeout must be 0...3600 seconds") }
+        try checkRange(guestThreads, "--guest-threads", in: OptionBounds.destinationGuestThreads)
+        try checkFraction(writeRatio, "--write-ratio")
+        try checkSeconds(peerTimeout, "--peer-timeout", in: OptionBounds.peerTimeoutSeconds)
+        try checkRange(busyPoll, "--busy-poll", in: OptionBounds.busyPollMicros)
+        try checkSeconds(reconnectTimeout, "--reconnect-timeout", in: OptionBounds.reconnectTimeoutSeconds)
     }
 
     func run() throws {
@@ -44,13 +45,15 @@ struct DestinationCommand: ParsableCommand {
         configuration.busyPollMicros = busyPoll
         configuration.progress = { Console.err($0) }
         try runReportingErrors {
+            try checkWritable(reportJson)
+            try checkWritable(latencyHistogram, what: "the latency histogram")
             configuration.key = try key.load(role: "destination")
             configuration.source = try SocketAddress(parsing: connect)
             let agent = try DestinationAgent(configuration: configuration)
             _ = try runAgent(reportJson: reportJson, json: json, text: ReportFormatting.text, current: { agent.currentReport }) {
                 try agent.run()
             }
-            if let latencyHistogram { try ReportFormatting.write(agent.faultLatencyHistogram, toFile: latencyHistogram) }
+            if let latencyHistogram { writeOrWarn(agent.faultLatencyHistogram, toFile: latencyHistogram, what: "the latency histogram") }
         }
     }
 }

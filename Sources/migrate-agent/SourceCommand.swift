@@ -29,12 +29,14 @@ struct SourceCommand: ParsableCommand {
     @Flag(help: "Print the report as JSON on stdout.") var json = false
 
     func validate() throws {
-        guard precopyRounds >= 0 else { throw ValidationError("--precopy-rounds must be 0 or more") }
-        guard guestThreads >= 1 else { throw ValidationError("--guest-threads must be 1 or more") }
-        guard dirtyRate >= 0 else { throw ValidationError("--dirty-rate must be 0 or more") }
-        guard peerTimeout > 0 else { throw ValidationError("--peer-timeout must be positive") }
-        guard (0...3600).contains(reconnectTimeout) else { throw ValidationError("--reconnect-timeout must be 0...3600 seconds") }
-        guard (0.1...600).contains(handshakeTimeout) else { throw ValidationError("--handshake-timeout must be 0.1...600 seconds") }
+        try checkRange(precopyRounds, "--precopy-rounds", in: OptionBounds.precopyRounds)
+        try checkRange(guestThreads, "--guest-threads", in: OptionBounds.sourceGuestThreads)
+        try checkRange(dirtyRate, "--dirty-rate", in: OptionBounds.dirtyRate)
+        try checkRange(convergePages ?? 0, "--converge-pages", in: 0...Int.max)
+        try checkRange(busyPoll, "--busy-poll", in: OptionBounds.busyPollMicros)
+        try checkSeconds(peerTimeout, "--peer-timeout", in: OptionBounds.peerTimeoutSeconds)
+        try checkSeconds(reconnectTimeout, "--reconnect-timeout", in: OptionBounds.reconnectTimeoutSeconds)
+        try checkSeconds(handshakeTimeout, "--handshake-timeout", in: OptionBounds.handshakeTimeoutSeconds)
     }
 
     func run() throws {
@@ -59,6 +61,7 @@ struct SourceCommand: ParsableCommand {
         configuration.onListening = { Console.out("listening on \($0)") }
         configuration.progress = { Console.err($0) }
         try runReportingErrors {
+            try checkWritable(reportJson)
             configuration.key = try key.load(role: "source")
             configuration.listen = try SocketAddress(parsing: listen)
             let agent = try SourceAgent(configuration: configuration)

@@ -16,8 +16,11 @@ public final class Arena: @unchecked Sendable {
     public let ioBase: UnsafeMutableRawPointer
     private let memfd: Int32
 
+    /// Refuses, before anything is allocated, an arena this machine cannot
+    /// hold (`MemoryBudget`: available memory, the memory cgroup, rlimits).
     public init(size: Int, pageSize: Int = Arena.systemPageSize, name: String = "guest-arena") throws(AgentError) {
         precondition(size > 0 && size % pageSize == 0, "arena size must be a whole number of pages")
+        try MemoryBudget.current().check(arenaBytes: size, pageSize: pageSize)
         let fd = cuffd_memfd_create(name, CUFFD_MFD_CLOEXEC)
         guard fd >= 0 else { throw .system("memfd_create: \(String(cString: strerror(-fd)))") }
         guard ftruncate(fd, off_t(size)) == 0 else {
