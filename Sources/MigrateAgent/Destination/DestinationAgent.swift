@@ -271,7 +271,7 @@ public final class DestinationAgent: @unchecked Sendable {
             }
             if phase == .reconnecting { return reconnectTick(now: now) }
         }
-        let lastHeard = max(startNanos, urgent?.lastReceiveNanos ?? 0, bulk?.lastReceiveNanos ?? 0)
+        let lastHeard = max(startNanos, urgent?.lastFrameNanos ?? 0, bulk?.lastFrameNanos ?? 0)
         if phase != .finished, Double(now - lastHeard) / 1e9 > configuration.peerTimeoutSeconds {
             return lost("no data from the source for \(configuration.peerTimeoutSeconds) s (peer timeout)")
         }
@@ -489,6 +489,7 @@ public final class DestinationAgent: @unchecked Sendable {
         report.refreshedPages = i.refreshed
         report.unchangedPages = i.unchanged
         report.precopyPages = i.precopy
+        report.unrequestedPages = i.unrequested
         report.pagesMissing = tracker.missingCount
         return report
     }

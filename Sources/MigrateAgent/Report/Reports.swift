@@ -15,6 +15,9 @@ public struct DestinationReport: Codable, Sendable {
     public var backgroundPages = 0
     /// Pages that arrived again after they were installed (demand/background race).
     public var duplicatePages = 0
+    /// Pages sent as demand answers that were never requested: installed all the same
+    /// (they are the source's bytes), counted because a correct source never does it.
+    public var unrequestedPages = 0
     /// `UFFDIO_COPY` answered EEXIST: the page was already there.
     public var eexistRaces = 0
     /// Fault messages read from the userfaultfd.

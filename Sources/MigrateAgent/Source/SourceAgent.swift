@@ -442,7 +442,7 @@ public final class SourceAgent: @unchecked Sendable {
         }
         if bulk.backlog > 0, Double(now - bulk.lastWriteNanos) / 1e9 > timeout {
             detach("the destination has not read for \(timeout) s (peer timeout); \(bulk.backlog) bytes still queued for it")
-        } else if endSent, Double(now - max(endSentNanos, urgent?.lastReceiveNanos ?? 0)) / 1e9 > timeout {
+        } else if endSent, Double(now - max(endSentNanos, urgent?.lastFrameNanos ?? 0)) / 1e9 > timeout {
             detach("the destination did not confirm the migration (done) within \(timeout) s of the last page (peer timeout)")
         }
     }
