@@ -38,9 +38,9 @@ enum AgentHarness {
         return try startBare(arguments)
     }
 
-    /// Starts the binary with exactly `arguments` (no test key added).
-    static func startBare(_ arguments: [String]) throws -> AgentProcess {
-        try AgentProcess(executable: binary, arguments: arguments, captureStderr: true)
+    /// Starts `executable` (the agent binary by default) with exactly `arguments` (no test key added).
+    static func startBare(_ arguments: [String], executable: String = binary) throws -> AgentProcess {
+        try AgentProcess(executable: executable, arguments: arguments, captureStderr: true)
     }
 
     /// Starts a source on a free port; returns it and its address, or fails the test.
