@@ -10,6 +10,8 @@ struct DestinationCommand: ParsableCommand {
     @Option(help: "Guest memory size; must equal the source's.") var arena = "256MiB"
     @Option(help: "Protection backend: rwp, minor, missing or auto.") var protection = ProtectionOption(argument: "auto")!
     @Option(help: "Guest threads.") var guestThreads = 4
+    @Flag(help: "Run no guest here: only receive the memory (checked by the end-to-end digest), e.g. from a --memory-file source.")
+    var noGuest = false
     @Option(help: "Guest access pattern: sequential, random or hotset.") var pattern = AccessPattern.random
     @Option(help: "Fraction of guest accesses that also write.") var writeRatio = 0.2
     @Option(help: "Seconds without data from the source before giving up.") var peerTimeout = 10.0
@@ -39,7 +41,7 @@ struct DestinationCommand: ParsableCommand {
         guest.threads = guestThreads
         guest.pattern = pattern
         guest.writeRatio = writeRatio
-        configuration.workload = { [guest] in DestinationGuest(configuration: guest) }
+        if !noGuest { configuration.workload = { [guest] in DestinationGuest(configuration: guest) } }
         configuration.peerTimeoutSeconds = peerTimeout
         configuration.reconnectTimeoutSeconds = reconnectTimeout
         configuration.busyPollMicros = busyPoll

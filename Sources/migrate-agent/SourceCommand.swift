@@ -8,7 +8,11 @@ struct SourceCommand: ParsableCommand {
 
     @Option(help: "Address to listen on (port 0 picks a free one, printed as 'listening on HOST:PORT').")
     var listen = "127.0.0.1:7000"
-    @Option(help: "Guest memory size, e.g. 256MiB or 1GiB.") var arena = "256MiB"
+    @Option(help: "Guest memory size, e.g. 256MiB or 1GiB (default 256MiB; with --memory-file, the file's size).")
+    var arena: String?
+    @Option(help: ArgumentHelp("Serve this memory image instead of a synthetic guest (read-only, pure post-copy).",
+                               valueName: "path"))
+    var memoryFile: String?
     @Option(help: "Guest threads writing memory until switch-over.") var guestThreads = 2
     @Option(help: "Pages per second the guest writes until switch-over.") var dirtyRate = 20_000
     @Option(help: "Pre-copy rounds while the guest still runs here (0: pure post-copy).") var precopyRounds = 0
@@ -31,6 +35,9 @@ struct SourceCommand: ParsableCommand {
     func validate() throws {
         try checkRange(precopyRounds, "--precopy-rounds", in: OptionBounds.precopyRounds)
         try checkRange(guestThreads, "--guest-threads", in: OptionBounds.sourceGuestThreads)
+        if memoryFile != nil, arena != nil {
+            throw ValidationError("--memory-file and --arena exclude each other: the file's size is the arena's")
+        }
         try checkRange(dirtyRate, "--dirty-rate", in: OptionBounds.dirtyRate)
         try checkRange(convergePages ?? 0, "--converge-pages", in: 0...Int.max)
         try checkRange(busyPoll, "--busy-poll", in: OptionBounds.busyPollMicros)
@@ -41,9 +48,13 @@ struct SourceCommand: ParsableCommand {
 
     func run() throws {
         var configuration = SourceConfiguration()
-        configuration.arenaSize = try parseSize(arena)
-        configuration.workload = { [guestThreads, dirtyRate] arena in
-            SourceGuest(arena: arena, threads: guestThreads, dirtyRate: dirtyRate)
+        if let memoryFile {
+            configuration.memoryFile = memoryFile  // nothing runs in an image: the default workload
+        } else {
+            configuration.arenaSize = try parseSize(arena ?? "256MiB")
+            configuration.workload = { [guestThreads, dirtyRate] arena in
+                SourceGuest(arena: arena, threads: guestThreads, dirtyRate: dirtyRate)
+            }
         }
         configuration.background = background
         configuration.busyPollMicros = busyPoll

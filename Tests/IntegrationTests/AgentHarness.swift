@@ -44,8 +44,9 @@ enum AgentHarness {
     }
 
     /// Starts a source on a free port; returns it and its address, or fails the test.
-    static func startSource(arena: String, extra: [String] = []) throws -> (AgentProcess, String) {
-        let source = try start(["source", "--listen", "127.0.0.1:0", "--arena", arena] + extra)
+    /// `arena` nil: no `--arena` (a `--memory-file` in `extra` sets the size).
+    static func startSource(arena: String?, extra: [String] = []) throws -> (AgentProcess, String) {
+        let source = try start(["source", "--listen", "127.0.0.1:0"] + (arena.map { ["--arena", $0] } ?? []) + extra)
         guard let address = source.awaitLine(prefix: "listening on ", seconds: 60) else {
             source.terminate()
             Issue.record("the source never listened; output:\n\(source.capturedOutput)")

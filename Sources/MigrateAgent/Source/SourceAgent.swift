@@ -75,19 +75,31 @@ public final class SourceAgent: @unchecked Sendable {
                 + "not \(configuration.pagesPerFrame)")
         }
         self.configuration = configuration
-        _ = try ByteSize(bytes: configuration.arenaSize).pages(of: configuration.pageSize)
         loop = try EventLoop()
-        arena = try Arena(size: configuration.arenaSize, pageSize: configuration.pageSize, name: "source-arena")
+        if let image = configuration.memoryFile {
+            // An image does not change while it is served: nothing to pre-copy or track.
+            guard configuration.precopyRounds == 0 else {
+                throw .invalidArgument("a memory file is served by pure post-copy; pre-copy rounds need a running guest")
+            }
+            arena = try Arena(imageAt: image, pageSize: configuration.pageSize)
+        } else {
+            _ = try ByteSize(bytes: configuration.arenaSize).pages(of: configuration.pageSize)
+            arena = try Arena(size: configuration.arenaSize, pageSize: configuration.pageSize, name: "source-arena")
+        }
         guest = configuration.workload(arena)
         sessionLimits = .session(pageSize: arena.pageSize, pageCount: UInt64(arena.pageCount))
         busyPoll = BusyPoll(loop: loop, windowMicros: configuration.busyPollMicros)
         sentSinceSwitchover = PageSet(pageCount: arena.pageCount)
-        report = SourceReport(arenaBytes: configuration.arenaSize, pageSize: configuration.pageSize)
+        report = SourceReport(arenaBytes: arena.size, pageSize: configuration.pageSize)
     }
 
     /// Fills the guest, listens, and runs until the migration ends. Throws when it failed.
     public func run() throws(AgentError) -> SourceReport {
-        configuration.progress("source: filling \(ByteSize(bytes: arena.size)) of guest memory (\(arena.pageCount) pages)")
+        if let image = arena.imagePath {
+            configuration.progress("source: serving \(ByteSize(bytes: arena.size)) of guest memory (\(arena.pageCount) pages) from \(image)")
+        } else {
+            configuration.progress("source: filling \(ByteSize(bytes: arena.size)) of guest memory (\(arena.pageCount) pages)")
+        }
         guest.populate()
         if configuration.precopyRounds > 0 {
             let probe: KernelProbe

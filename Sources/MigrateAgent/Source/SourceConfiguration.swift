@@ -2,6 +2,9 @@
 public struct SourceConfiguration: Sendable {
     public var listen = SocketAddress(host: "127.0.0.1", port: 0)
     public var arenaSize = 256 << 20
+    /// Serve this existing memory image (read-only, pure post-copy) instead of a
+    /// fresh arena of `arenaSize`; the workload must not write it.
+    public var memoryFile: String?
     public var pageSize = Arena.systemPageSize
     /// What runs in the arena until switch-over; the engine only pauses it and
     /// moves its state. Default: nothing runs, the memory stays as it is.
