@@ -20,6 +20,9 @@ enum Tuning {
     static let reconnectBackoffNanos: ClosedRange<UInt64> = 50_000_000...2_000_000_000
     /// Longest a reconnect attempt may take (connect, key proof, welcome) before the next.
     static let reconnectAttemptSeconds = 5.0
+    /// Installs interrupted by `EAGAIN` in a row, each after reading the pending
+    /// events, before the kernel's answer is taken as a failure.
+    static let maxInstallStalls = 1000
     /// Page indices per `staleSet` frame (8 bytes each).
     static let staleIndicesPerFrame = 64 * 1024 / 8
 }

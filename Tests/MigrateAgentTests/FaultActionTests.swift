@@ -20,7 +20,7 @@ struct FaultActionTests {
     }
 
     /// Every page state. `everyStateAndKindIsListed` fails when PageState gains a case not listed here.
-    static let states: [PageState] = [.absent, .requested, .present, .stale, .staleRequested]
+    static let states: [PageState] = [.absent, .requested, .present, .stale, .staleRequested, .removed]
     /// Every fault kind. The switch in `everyStateAndKindIsListed` stops compiling when FaultKind gains one.
     static let kinds: [FaultKind] = [.missing, .protected]
 
@@ -44,6 +44,10 @@ struct FaultActionTests {
         Row(state: .stale, kind: .protected, keepsStaleCopy: true, expected: .requestStale(withHash: true)),
         Row(state: .staleRequested, kind: .missing, keepsStaleCopy: true, expected: .shareRequest),
         Row(state: .staleRequested, kind: .protected, keepsStaleCopy: true, expected: .shareRequest),
+        // Given back by the guest (UFFD_EVENT_REMOVE): zeros whatever the fault says, never
+        // the source's bytes.
+        Row(state: .removed, kind: .missing, keepsStaleCopy: true, expected: .zeroFill),
+        Row(state: .removed, kind: .protected, keepsStaleCopy: true, expected: .zeroFill),
 
         // A backend that drops protected pages (missing): a stale page is gone and faults as
         // missing; there is no held copy, so no hash.
@@ -58,6 +62,8 @@ struct FaultActionTests {
         Row(state: .stale, kind: .protected, keepsStaleCopy: false, expected: .disagreement),
         Row(state: .staleRequested, kind: .missing, keepsStaleCopy: false, expected: .shareRequest),
         Row(state: .staleRequested, kind: .protected, keepsStaleCopy: false, expected: .shareRequest),
+        Row(state: .removed, kind: .missing, keepsStaleCopy: false, expected: .zeroFill),
+        Row(state: .removed, kind: .protected, keepsStaleCopy: false, expected: .zeroFill),
     ]
 
     @Test("decides the expected action", arguments: table)

@@ -222,6 +222,8 @@ static inline uint8_t cuffd_msg_event(const struct uffd_msg *m) { return m->even
 static inline uint64_t cuffd_msg_fault_address(const struct uffd_msg *m) { return m->arg.pagefault.address; }
 static inline uint64_t cuffd_msg_fault_flags(const struct uffd_msg *m) { return m->arg.pagefault.flags; }
 static inline uint32_t cuffd_msg_fault_tid(const struct uffd_msg *m) { return m->arg.pagefault.feat.ptid; }
+static inline uint64_t cuffd_msg_remove_start(const struct uffd_msg *m) { return m->arg.remove.start; }
+static inline uint64_t cuffd_msg_remove_end(const struct uffd_msg *m) { return m->arg.remove.end; }
 
 // MARK: - Memory and thread helpers glibc's Swift module does not export
 

@@ -88,9 +88,9 @@ public final class DestinationAgent: @unchecked Sendable {
         hashes = ReceivedHashes(pageCount: arena.pageCount, pageSize: arena.pageSize)
         flow = BackgroundFlow(loop: loop, holdsDuringDemand: configuration.holdBackgroundDuringFaults)
         busyPoll = BusyPoll(loop: loop, windowMicros: configuration.busyPollMicros)
-        faults = FaultService(loop: loop, backend: backend, tracker: tracker, hashes: hashes, phases: phases,
+        faults = FaultService(loop: loop, resolver: backend, tracker: tracker, hashes: hashes, phases: phases,
                               flow: flow, busyPoll: busyPoll, progress: configuration.progress)
-        installer = PageInstaller(backend: backend, tracker: tracker, hashes: hashes, phases: phases, flow: flow,
+        installer = PageInstaller(resolver: backend, ioArena: arena, tracker: tracker, hashes: hashes, phases: phases, flow: flow,
                                   faults: faults, busyPoll: busyPoll, loop: loop)
         sessionLimits = .session(pageSize: arena.pageSize, pageCount: UInt64(arena.pageCount))
         report = DestinationReport(backend: kind, arenaBytes: arena.size, pageSize: arena.pageSize)
@@ -218,7 +218,7 @@ public final class DestinationAgent: @unchecked Sendable {
     private func bulkFrame(_ frame: ParsedFrame) throws(AgentError) {
         switch (phase, frame.header.kind) {
         case (.precopy, .pages):
-            installer.precopy(frame)
+            try installer.precopy(frame)
         case (.precopy, .staleSet):
             guard case .staleSet(let pages) = try Message.decode(frame) else { return }
             Switchover.markStale(pages, tracker: tracker)

@@ -15,6 +15,8 @@ public enum FaultAction: Equatable, Sendable {
     /// access in between faults as MINOR: the bytes in place are the right ones.
     /// Map what is held; never fetch the page again, the guest may have written it since.
     case mapHeld
+    /// The guest gave the page back (`UFFD_EVENT_REMOVE`): it reads zeros.
+    case zeroFill
     /// The kind contradicts the tracker: log it as an error and fetch fresh bytes,
     /// never resolve it blindly.
     case disagreement
@@ -29,6 +31,7 @@ public enum FaultAction: Equatable, Sendable {
         case (.requested, _), (.staleRequested, _): return .shareRequest
         case (.present, .missing): return .wakeLate
         case (.present, .protected): return .mapHeld
+        case (.removed, _): return .zeroFill  // whatever the kind: the source's bytes must never reappear
         default: return .disagreement
         }
     }

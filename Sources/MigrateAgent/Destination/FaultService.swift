@@ -27,11 +27,17 @@ final class FaultService {
         var heldPagesMapped = 0
         /// Faults whose kind disagreed with the tracker (logged as errors).
         var disagreements = 0
+        /// `UFFD_EVENT_REMOVE` messages: ranges the guest gave back.
+        var removedRanges = 0
+        /// Pages given back before they arrived: they read zeros from then on.
+        var removedPages = 0
+        /// Faults on given-back pages, answered with a zero page.
+        var zeroFilled = 0
     }
 
     private let loop: EventLoop
-    private let arena: Arena
-    private let backend: any ProtectionBackend
+    private let space: any GuestPageSpace
+    private let resolver: any PageResolver
     private let tracker: PageTracker
     private let hashes: ReceivedHashes
     private let phases: FaultPhaseClock
@@ -45,11 +51,11 @@ final class FaultService {
     var serving = false
     private(set) var counts = Counts()
 
-    init(loop: EventLoop, backend: any ProtectionBackend, tracker: PageTracker, hashes: ReceivedHashes,
+    init(loop: EventLoop, resolver: any PageResolver, tracker: PageTracker, hashes: ReceivedHashes,
          phases: FaultPhaseClock, flow: BackgroundFlow, busyPoll: BusyPoll, progress: @escaping @Sendable (String) -> Void) {
         self.loop = loop
-        self.arena = backend.arena
-        self.backend = backend
+        self.space = resolver.space
+        self.resolver = resolver
         self.tracker = tracker
         self.hashes = hashes
         self.phases = phases
@@ -64,19 +70,24 @@ final class FaultService {
     /// Reads and serves every fault pending in the userfaultfd, then writes the requests.
     func drain() throws(AgentError) {
         loop.assertOnLoop()
-        let uffd = backend.uffd
+        let uffd = resolver.uffd
         var now: UInt64 = 0
         while serving {
             let n: Int
             do { n = try uffd.readMessages(into: messages, capacity: Tuning.faultBatch) } catch { throw .kernel(error) }
             if n == 0 { break }
             now = EventLoop.nowNanos()
+            // Removals first: a fault read in the same batch may be on a page given back
+            // after it faulted, and must then read zeros (the messages are not in causal order).
+            for i in 0..<n where cuffd_msg_event(messages + i) == CUFFD_EVENT_REMOVE {
+                removed(from: cuffd_msg_remove_start(messages + i), to: cuffd_msg_remove_end(messages + i))
+            }
             for i in 0..<n {
                 let message = messages + i
                 guard cuffd_msg_event(message) == CUFFD_EVENT_PAGEFAULT else { continue }
                 counts.messages += 1
-                guard let page = arena.pageIndex(ofGuestAddress: cuffd_msg_fault_address(message)) else { continue }
-                try serve(page, backend.classify(flags: cuffd_msg_fault_flags(message)), now: now)
+                guard let page = space.pageIndex(ofGuestAddress: cuffd_msg_fault_address(message)) else { continue }
+                try serve(page, resolver.classify(flags: cuffd_msg_fault_flags(message)), now: now)
             }
             if n < Tuning.faultBatch { break }
         }
@@ -89,7 +100,7 @@ final class FaultService {
     }
 
     private func serve(_ page: Int, _ kind: FaultKind, now: UInt64) throws(AgentError) {
-        switch FaultAction.decide(state: tracker.state(page), kind: kind, keepsStaleCopy: backend.keepsStaleCopy) {
+        switch FaultAction.decide(state: tracker.state(page), kind: kind, keepsStaleCopy: resolver.keepsStaleCopy) {
         case .requestAbsent:
             counts.missing += 1
             flow.demandSent()
@@ -104,16 +115,47 @@ final class FaultService {
         case .wakeLate:
             counts.late += 1
             // A failed wake would leave the faulting thread blocked: that ends the migration.
-            do { try backend.uffd.wake(arena.guestPage(page), length: arena.pageSize) } catch { throw .kernel(error) }
+            do { try resolver.uffd.wake(space.guestPage(page), length: space.pageSize) } catch { throw .kernel(error) }
         case .mapHeld:
             counts.heldPagesMapped += 1
-            try backend.refresh(page: page, fresh: nil)
+            try resolver.refresh(page: page, fresh: nil)
+        case .zeroFill:
+            counts.zeroFilled += 1
+            try zeroFill(page)
         case .disagreement:
             counts.disagreements += 1
             progress("destination: error: a \(kind.rawValue) fault on page \(page) disagrees with "
                 + "the tracker, which holds it as \(tracker.state(page)); fetching fresh bytes")
             requestFresh(page, withHash: false, at: now)
         }
+    }
+
+    /// The guest gave back `[start, end)` (a balloon's `MADV_DONTNEED`): pages not
+    /// here yet will read zeros; pages already here are the guest's to drop.
+    private func removed(from start: UInt64, to end: UInt64) {
+        counts.removedRanges += 1
+        var address = start
+        while address < end {
+            defer { address += UInt64(space.pageSize) }
+            guard let page = space.pageIndex(ofGuestAddress: address) else { continue }
+            switch tracker.state(page) {
+            case .absent, .requested:
+                if tracker.state(page) == .requested { flow.demandAnswered() }  // its answer will be dropped
+                tracker.set(page, .removed)
+                counts.removedPages += 1
+            case .present, .stale, .staleRequested, .removed:
+                // Present: the kernel dropped the guest's own copy; the next fault is MISSING
+                // on a page the tracker holds, which reads zeros as well (see zeroFill).
+                if tracker.state(page) == .present { tracker.set(page, .removed) }
+            }
+        }
+    }
+
+    /// Resolves a fault on a given-back page with a zero page.
+    func zeroFill(_ page: Int) throws(AgentError) {
+        let outcome = try resolver.installZero(first: page, count: 1)
+        if outcome.interrupted { return }  // another event is unread: this fault comes back after it
+        tracker.set(page, .present)
     }
 
     /// Asks for a stale page's fresh bytes, with the hash of the copy held here

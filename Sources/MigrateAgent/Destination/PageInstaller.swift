@@ -1,3 +1,4 @@
+import Glibc
 import Wire
 
 /// Puts arriving pages in place, straight from the receive buffer: absent pages
@@ -27,11 +28,17 @@ final class PageInstaller {
         var precopy = 0
         /// Pages that came as answers to requests never made (installed, and counted here).
         var unrequested = 0
+        /// Pages that arrived after the guest gave them back: not installed (they read zeros).
+        var discardedRemoved = 0
+        /// Installs cut short by an unread event (`EAGAIN`), redone after reading it.
+        var deferred = 0
     }
 
     private let loop: EventLoop
-    private let arena: Arena
-    private let backend: any ProtectionBackend
+    private let space: any GuestPageSpace
+    private let resolver: any PageResolver
+    /// Our own arena, where pre-copy pages are written (nil for a VMM's memory: no pre-copy).
+    private let ioArena: Arena?
     private let tracker: PageTracker
     private let hashes: ReceivedHashes
     private let phases: FaultPhaseClock
@@ -40,11 +47,12 @@ final class PageInstaller {
     private let busyPoll: BusyPoll
     private(set) var counts = Counts()
 
-    init(backend: any ProtectionBackend, tracker: PageTracker, hashes: ReceivedHashes, phases: FaultPhaseClock,
+    init(resolver: any PageResolver, ioArena: Arena?, tracker: PageTracker, hashes: ReceivedHashes, phases: FaultPhaseClock,
          flow: BackgroundFlow, faults: FaultService, busyPoll: BusyPoll, loop: EventLoop) {
         self.loop = loop
-        self.arena = backend.arena
-        self.backend = backend
+        self.space = resolver.space
+        self.resolver = resolver
+        self.ioArena = ioArena
         self.tracker = tracker
         self.hashes = hashes
         self.phases = phases
@@ -61,10 +69,11 @@ final class PageInstaller {
         loop.assertOnLoop()
         let first = Int(frame.header.arg)
         let count = Int(frame.header.count)
-        let pageSize = arena.pageSize
+        let pageSize = space.pageSize
         let payload = frame.payload.baseAddress!
         var i = 0
         var installed = 0
+        var stalls = 0  // interrupted installs in a row that made no progress
         while i < count {
             let state = tracker.state(first + i)
             switch state {
@@ -72,8 +81,14 @@ final class PageInstaller {
                 counts.duplicates += 1
                 i += 1
                 continue
+            case .removed:
+                // The guest gave it back: it reads zeros. Its hash still counts for the digest.
+                hashes.record(first + i, bytes: payload + i * pageSize)
+                counts.discardedRemoved += 1
+                i += 1
+                continue
             case .stale, .staleRequested:
-                try backend.refresh(page: first + i, fresh: payload + i * pageSize)
+                try resolver.refresh(page: first + i, fresh: payload + i * pageSize)
                 counts.refreshed += 1
                 arrived(first + i, demand: state == .staleRequested, bytes: payload + i * pageSize, receivedAt: receivedAt)
                 installed += 1
@@ -90,8 +105,24 @@ final class PageInstaller {
                 if s == .requested { answered += 1 } else if demand { counts.unrequested += 1 }
                 end += 1
             }
-            let outcome = try backend.installAbsent(first: first + i, count: end - i, from: payload + i * pageSize)
+            let outcome = try resolver.installAbsent(first: first + i, count: end - i, from: payload + i * pageSize)
             counts.eexistRaces += outcome.alreadyPresent
+            if outcome.interrupted {
+                // An event waits to be read (a VMM's removal): give back what was not
+                // installed, read the events, and look at those pages again.
+                let done = i + outcome.installed + outcome.alreadyPresent
+                for k in done..<end {
+                    let wasRequested = tracker.wasDemandFetched(first + k)
+                    tracker.set(first + k, wasRequested ? .requested : .absent)
+                    if wasRequested { answered -= 1 }
+                }
+                stalls = done == i ? stalls + 1 : 0
+                guard stalls < Tuning.maxInstallStalls else {
+                    throw .kernel(UffdError("UFFDIO_COPY of page \(first + i) (EAGAIN \(stalls) times in a row)", code: EAGAIN))
+                }
+                end = done
+                counts.deferred += 1
+            }
             flow.demandAnswered(answered)
             let resolvedAt = EventLoop.nowNanos()
             for k in i..<end {
@@ -100,7 +131,7 @@ final class PageInstaller {
             }
             installed += end - i
             i = end
-            if !demand && i < count {
+            if outcome.interrupted || (!demand && i < count) {
                 try faults.drain()
                 guard faults.serving else { return }
             }
@@ -119,15 +150,16 @@ final class PageInstaller {
         for page in first..<(first + count) {
             let state = tracker.state(page)
             guard state == .stale || state == .staleRequested else { continue }
-            try backend.refresh(page: page, fresh: nil)
+            try resolver.refresh(page: page, fresh: nil)
             counts.unchanged += 1
             arrived(page, demand: state == .staleRequested, bytes: nil, receivedAt: receivedAt)
         }
     }
 
     /// A pre-copy page: written through the io view while the guest does not run here.
-    func precopy(_ frame: ParsedFrame) {
+    func precopy(_ frame: ParsedFrame) throws(AgentError) {
         loop.assertOnLoop()
+        guard let arena = ioArena else { throw .protocolViolation("pre-copy pages for a VMM's memory, which has no pre-copy") }
         let first = Int(frame.header.arg)
         let pageSize = arena.pageSize
         for k in 0..<Int(frame.header.count) {

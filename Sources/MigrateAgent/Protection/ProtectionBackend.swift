@@ -15,6 +15,8 @@ public struct InstallOutcome: Sendable {
     public var installed = 0
     /// Pages that were already there (`EEXIST`: a demand/background race), woken instead.
     public var alreadyPresent = 0
+    /// The kernel answered `EAGAIN` (an event waits to be read): the rest was not done.
+    public var interrupted = false
 }
 
 /// One page-protection backend (docs/architecture.md, "Protection backends").
@@ -22,55 +24,19 @@ public struct InstallOutcome: Sendable {
 ///
 /// Threading: every method runs on the destination's loop thread, except
 /// `release`, which may run on any thread to free stuck faults at shutdown.
-public protocol ProtectionBackend: AnyObject, Sendable {
+public protocol ProtectionBackend: PageResolver {
     var kind: BackendKind { get }
-    var uffd: Userfaultfd { get }
     var arena: Arena { get }
-    /// Whether a protected page keeps its old bytes, so the source can answer "unchanged".
-    var keepsStaleCopy: Bool { get }
     /// Registers the guest view with the mode this backend needs.
     func register() throws(AgentError)
     /// Makes pages that were written through the io view (pre-copy) accessible to the guest.
     func activate(first: Int, count: Int) throws(AgentError)
     /// Protects present, not yet protected pages so that the guest's next read or write traps.
     func protect(first: Int, count: Int) throws(AgentError)
-    /// Resolves a protected page: `fresh` holds new bytes, nil means the held copy is still right.
-    func refresh(page: Int, fresh: UnsafeRawPointer?) throws(AgentError)
-    /// Classifies a page-fault message's flags.
-    func classify(flags: UInt64) -> FaultKind
 }
 
 extension ProtectionBackend {
-    /// Installs `count` absent pages starting at `first` with `UFFDIO_COPY` (all
-    /// backends resolve absent pages alike), waking their waiters. A page that is
-    /// already there is skipped and woken: that is the normal demand/background race.
-    public func installAbsent(first: Int, count: Int, from source: UnsafeRawPointer) throws(AgentError) -> InstallOutcome {
-        var outcome = InstallOutcome()
-        var done = 0
-        let pageSize = arena.pageSize
-        while done < count {
-            let result = uffd.copy(to: arena.guestPage(first + done), from: source + done * pageSize,
-                                   length: (count - done) * pageSize)
-            let pages = result.bytes > 0 ? Int(result.bytes) / pageSize : 0
-            outcome.installed += pages
-            done += pages
-            if result.succeeded { break }
-            if result.alreadyPresent {
-                // COPY does not wake on EEXIST; a failed wake would leave a guest thread blocked.
-                do { try uffd.wake(arena.guestPage(first + done), length: pageSize) } catch { throw .kernel(error) }
-                outcome.alreadyPresent += 1
-                done += 1
-            } else if result.errno != EAGAIN {
-                throw .kernel(UffdError("UFFDIO_COPY of page \(first + done)", code: result.errno))
-            }
-        }
-        return outcome
-    }
-
-    /// Tells a plain missing fault from a fault on a protected page.
-    public func classify(flags: UInt64) -> FaultKind {
-        flags & (CUFFD_PAGEFAULT_FLAG_MINOR | CUFFD_PAGEFAULT_FLAG_RWP) != 0 ? .protected : .missing
-    }
+    public var space: any GuestPageSpace { arena }
 
     /// Releases every fault: unregisters the arena (which wakes its waiters), or,
     /// should that fail, wakes the whole range. Safe from any thread; idempotent.

@@ -12,6 +12,9 @@ public enum PageState: UInt8, Sendable {
     case stale = 3
     /// Stale and a refresh request is on its way.
     case staleRequested = 4
+    /// Given back by the guest (a VMM's balloon: `UFFD_EVENT_REMOVE`) before it
+    /// arrived: it reads zeros from now on, never the source's bytes.
+    case removed = 5
 }
 
 /// One byte of state per page in a flat array indexed by page number, plus
@@ -27,6 +30,8 @@ public final class PageTracker: @unchecked Sendable {
     public private(set) var presentCount = 0
     /// Pages currently `.stale` or `.staleRequested`.
     public private(set) var staleCount = 0
+    /// Pages given back by the guest (`.removed`): they need nothing from the source.
+    public private(set) var removedCount = 0
 
     private static let stateMask: UInt8 = 0x0F
     /// Set when the page arrived as the answer to a guest fault.
@@ -50,8 +55,10 @@ public final class PageTracker: @unchecked Sendable {
         let old = self.state(page)
         if old == .present { presentCount -= 1 }
         if old == .stale || old == .staleRequested { staleCount -= 1 }
+        if old == .removed { removedCount -= 1 }
         if state == .present { presentCount += 1 }
         if state == .stale || state == .staleRequested { staleCount += 1 }
+        if state == .removed { removedCount += 1 }
         let flag = state == .present ? (demand ? Self.demandFlag : 0) : (demand ? Self.demandFlag : bytes[page] & Self.demandFlag)
         atomic_store_u8(bytes + page, state.rawValue | flag)
     }
@@ -61,8 +68,9 @@ public final class PageTracker: @unchecked Sendable {
         atomic_load_u8(bytes + page) & Self.demandFlag != 0
     }
 
-    public var isComplete: Bool { presentCount == pageCount }
-    public var missingCount: Int { pageCount - presentCount }
+    /// Every page is here, or was given back and reads zeros.
+    public var isComplete: Bool { presentCount + removedCount == pageCount }
+    public var missingCount: Int { pageCount - presentCount - removedCount }
 }
 
 extension PageTracker {
