@@ -31,8 +31,10 @@ public final class DestinationAgent: @unchecked Sendable {
 
     private let configuration: DestinationConfiguration
     private let loop: EventLoop
-    private let arena: Arena
-    private let backend: any ProtectionBackend
+    private let memory: DestinationMemory
+    /// Shorthands for `memory.space` and `memory.resolver`.
+    private var space: any GuestPageSpace { memory.space }
+    private var resolver: any PageResolver { memory.resolver }
     private let tracker: PageTracker
     private let phases: FaultPhaseClock
     private let hashes: ReceivedHashes
@@ -76,30 +78,26 @@ public final class DestinationAgent: @unchecked Sendable {
 
     public init(configuration: DestinationConfiguration) throws(AgentError) {
         self.configuration = configuration
-        let probe: KernelProbe
-        do { probe = try KernelProbe.run() } catch { throw .kernel(error) }
-        let kind = try probe.select(configuration.protection)
-        _ = try ByteSize(bytes: configuration.arenaSize).pages(of: configuration.pageSize)
         loop = try EventLoop()
-        arena = try Arena(size: configuration.arenaSize, pageSize: configuration.pageSize, name: "destination-arena")
-        backend = try makeBackend(kind, arena: arena)
-        tracker = PageTracker(pageCount: arena.pageCount)
-        phases = FaultPhaseClock(pageCount: arena.pageCount)
-        hashes = ReceivedHashes(pageCount: arena.pageCount, pageSize: arena.pageSize)
+        memory = try DestinationMemory.ownArena(configuration)
+        let space = memory.space
+        tracker = PageTracker(pageCount: space.pageCount)
+        phases = FaultPhaseClock(pageCount: space.pageCount)
+        hashes = ReceivedHashes(pageCount: space.pageCount, pageSize: space.pageSize)
         flow = BackgroundFlow(loop: loop, holdsDuringDemand: configuration.holdBackgroundDuringFaults)
         busyPoll = BusyPoll(loop: loop, windowMicros: configuration.busyPollMicros)
-        faults = FaultService(loop: loop, resolver: backend, tracker: tracker, hashes: hashes, phases: phases,
+        faults = FaultService(loop: loop, resolver: memory.resolver, tracker: tracker, hashes: hashes, phases: phases,
                               flow: flow, busyPoll: busyPoll, progress: configuration.progress)
-        installer = PageInstaller(resolver: backend, ioArena: arena, tracker: tracker, hashes: hashes, phases: phases, flow: flow,
+        installer = PageInstaller(resolver: memory.resolver, ioArena: memory.arena, tracker: tracker, hashes: hashes, phases: phases, flow: flow,
                                   faults: faults, busyPoll: busyPoll, loop: loop)
-        sessionLimits = .session(pageSize: arena.pageSize, pageCount: UInt64(arena.pageCount))
-        report = DestinationReport(backend: kind, arenaBytes: arena.size, pageSize: arena.pageSize)
+        sessionLimits = .session(pageSize: space.pageSize, pageCount: UInt64(space.pageCount))
+        report = DestinationReport(backend: memory.kind, arenaBytes: memory.bytes, pageSize: space.pageSize)
         report.authentication = configuration.key == nil ? "none (--insecure)" : "pre-shared key"
     }
 
     /// Connects, migrates and runs the guest. Returns the report; throws when the migration failed.
     public func run() throws(AgentError) -> DestinationReport {
-        configuration.progress("destination: backend \(backend.kind.rawValue), arena \(ByteSize(bytes: arena.size)); connecting to \(configuration.source)")
+        configuration.progress("destination: backend \(memory.kind.rawValue), arena \(ByteSize(bytes: memory.bytes)); connecting to \(configuration.source)")
         startNanos = EventLoop.nowNanos()
         loop.execute { [self] in
             timer = LoopTimer(loop: loop, everyMillis: Tuning.destinationTickMillis) { [unowned self] in tick() }
@@ -144,9 +142,9 @@ public final class DestinationAgent: @unchecked Sendable {
             completeIfDone()
         case (.awaitingWelcome, .welcome):
             guard case .welcome(let welcome) = try Message.decode(frame) else { return }
-            guard welcome.pageSize == arena.pageSize, welcome.pageCount == UInt64(arena.pageCount) else {
+            guard welcome.pageSize == space.pageSize, welcome.pageCount == UInt64(space.pageCount) else {
                 throw .peer("arena size mismatch: source has \(welcome.pageCount) pages of \(welcome.pageSize) bytes, "
-                    + "destination has \(arena.pageCount) pages of \(arena.pageSize) bytes")
+                    + "destination has \(space.pageCount) pages of \(space.pageSize) bytes")
             }
             sessionID = welcome.sessionID
             urgent!.limits = sessionLimits
@@ -171,7 +169,7 @@ public final class DestinationAgent: @unchecked Sendable {
     private func sendHello(_ channel: Channel, on connection: TCPConnection) {
         let haves = recovering && channel == .bulk ? haveMessages() : []
         let resumeCount = channel == .bulk ? UInt64(haves.count) : UInt64(recovering ? report.resumes + 1 : 0)
-        connection.send(.hello(Hello(channel: channel, pageSize: arena.pageSize, pageCount: UInt64(arena.pageCount),
+        connection.send(.hello(Hello(channel: channel, pageSize: space.pageSize, pageCount: UInt64(space.pageCount),
                                      sessionID: recovering || channel == .bulk ? sessionID : 0, resumeCount: resumeCount)))
         for have in haves { connection.send(have) }
         if !haves.isEmpty { resumeComplete() }
@@ -242,13 +240,15 @@ public final class DestinationAgent: @unchecked Sendable {
     /// pages, start taking faults, start the guest.
     private func switchover(_ frame: ParsedFrame) throws(AgentError) {
         let applyStart = EventLoop.nowNanos()
-        report.pagesProtectedAtSwitchover = try Switchover.apply(tracker: tracker, backend: backend)
-        poller = try FdPoller(loop: loop, fd: backend.uffd.fd) { [unowned self] in
+        if let backend = memory.backend {
+            report.pagesProtectedAtSwitchover = try Switchover.apply(tracker: tracker, backend: backend)
+        }
+        poller = try FdPoller(loop: loop, fd: resolver.uffd.fd) { [unowned self] in
             handle { () throws(AgentError) in try faults.drain() }
         }
         phase = .migrating
         faults.serving = true
-        if let guest = configuration.workload() {
+        if let arena = memory.arena, let guest = configuration.workload() {
             let tracker = self.tracker
             try guest.start(state: frame.payload, context: DestinationGuestContext(
                 arena: arena, wasDemandFetched: { tracker.wasDemandFetched($0) }, touchLog: phases.touchLog))
@@ -277,8 +277,8 @@ public final class DestinationAgent: @unchecked Sendable {
         }
         if phase == .migrating, now - lastProgressNanos > 1_000_000_000 {
             lastProgressNanos = now
-            configuration.progress("destination: \(tracker.presentCount)/\(arena.pageCount) pages "
-                + "(\(100 * tracker.presentCount / arena.pageCount)%), \(installer.counts.demand) on demand")
+            configuration.progress("destination: \(tracker.presentCount)/\(space.pageCount) pages "
+                + "(\(100 * tracker.presentCount / space.pageCount)%), \(installer.counts.demand) on demand")
         }
     }
 
@@ -294,7 +294,7 @@ public final class DestinationAgent: @unchecked Sendable {
         if !report.digestMatch {
             report.error = "digest mismatch: source \(hex(sourceDigest)), destination \(hex(digest))"
         }
-        configuration.progress("destination: all \(arena.pageCount) pages present in \(String(format: "%.2f", report.elapsedSeconds)) s; digest \(report.digestMatch ? "matches" : "DIFFERS")")
+        configuration.progress("destination: all \(space.pageCount) pages present in \(String(format: "%.2f", report.elapsedSeconds)) s; digest \(report.digestMatch ? "matches" : "DIFFERS")")
         phase = .confirming
         sendDone()
     }
@@ -398,11 +398,11 @@ public final class DestinationAgent: @unchecked Sendable {
         }
         phase = .migrating
         var resent = 0
-        for page in 0..<arena.pageCount {
+        for page in 0..<space.pageCount {
             switch tracker.state(page) {
             case .requested:
                 urgent!.send(kind: .request, count: 1, arg: UInt64(page))
-            case .staleRequested where backend.keepsStaleCopy:
+            case .staleRequested where resolver.keepsStaleCopy:
                 urgent!.send(kind: .request, flags: RequestFlags.hasHash.rawValue, count: 1, arg: UInt64(page),
                              payload: hashes.bytes(of: page))
             case .staleRequested:
@@ -420,8 +420,8 @@ public final class DestinationAgent: @unchecked Sendable {
     /// The pages held here, as `have` frames of at most the session's control payload.
     private func haveMessages() -> [Message] {
         let perFrame = FrameLimits.sessionControlPayload * 8
-        return stride(from: 0, to: arena.pageCount, by: perFrame).map { first in
-            let count = min(perFrame, arena.pageCount - first)
+        return stride(from: 0, to: space.pageCount, by: perFrame).map { first in
+            let count = min(perFrame, space.pageCount - first)
             var bits = [UInt8](repeating: 0, count: (count + 7) / 8)
             for i in 0..<count where tracker.state(first + i) == .present { bits[i / 8] |= 1 << (i % 8) }
             return .have(first: UInt64(first), bits: bits, count: count)
@@ -451,7 +451,7 @@ public final class DestinationAgent: @unchecked Sendable {
             configuration.progress("destination: warning: \(report.warning!)")
             return teardown()
         }
-        report.error = "\(reason); \(tracker.missingCount) of \(arena.pageCount) pages still missing"
+        report.error = "\(reason); \(tracker.missingCount) of \(space.pageCount) pages still missing"
         report.pagesMissing = tracker.missingCount
         guest?.abort()
         teardown()
@@ -460,9 +460,9 @@ public final class DestinationAgent: @unchecked Sendable {
     private func teardown() {
         phase = .finished
         faults.serving = false
-        backend.release()  // unregister: a guest thread still blocked on a fault retries and goes on
+        resolver.release()  // unregister: a guest thread still blocked on a fault retries and goes on
         poller?.close()
-        backend.uffd.close()  // after the poller stopped watching it: releases any fault the unregister missed
+        resolver.uffd.close()  // after the poller stopped watching it: releases any fault the unregister missed
         timer?.close()
         busyPoll.close()
         urgent?.closeWhenFlushed()
@@ -500,7 +500,7 @@ public final class DestinationAgent: @unchecked Sendable {
         if let guest {
             let outcome = guest.finish(within: configuration.guestDeadlineSeconds)
             if outcome.finished {
-                phases.collectWakeUps(pageCount: arena.pageCount)
+                phases.collectWakeUps(pageCount: space.pageCount)
                 report.phases = phases.summary
                 report.faultLatencyMicros = LatencySummary(outcome.faultLatency)
                 faultLatencyHistogram = outcome.faultLatency

@@ -1,0 +1,28 @@
+/// The guest memory a destination fills, and what resolves its faults: our
+/// own arena behind a protection backend (the guest runs in this process), or
+/// a VMM's regions and the userfaultfd it handed over (the guest is the VMM).
+/// The fault path sees only `space` and `resolver`.
+struct DestinationMemory {
+    let space: any GuestPageSpace
+    let resolver: any PageResolver
+    /// Our own arena's backend (pre-copy, stale pages, the synthetic guest); nil for a VMM.
+    let backend: (any ProtectionBackend)?
+    /// The backend kind for the report (a VMM registers its regions MISSING).
+    let kind: BackendKind
+
+    /// A fresh arena of the configured size behind the best (or asked-for) backend.
+    static func ownArena(_ configuration: DestinationConfiguration) throws(AgentError) -> DestinationMemory {
+        let probe: KernelProbe
+        do { probe = try KernelProbe.run() } catch { throw .kernel(error) }
+        let kind = try probe.select(configuration.protection)
+        _ = try ByteSize(bytes: configuration.arenaSize).pages(of: configuration.pageSize)
+        let arena = try Arena(size: configuration.arenaSize, pageSize: configuration.pageSize, name: "destination-arena")
+        let backend = try makeBackend(kind, arena: arena)
+        return DestinationMemory(space: arena, resolver: backend, backend: backend, kind: kind)
+    }
+
+    /// Our arena, where pre-copy pages land and the synthetic guest runs (nil for a VMM).
+    var arena: Arena? { backend?.arena }
+
+    var bytes: Int { space.pageCount * space.pageSize }
+}
