@@ -10,6 +10,9 @@ public struct DestinationConfiguration: Sendable {
     public var workload: @Sendable () -> (any DestinationWorkload)? = { nil }
     /// The key every connection proves, and the source must prove back (nil: none, `--insecure`).
     public var key: PresharedKey?
+    /// Seal every frame after the key proof (`--encrypt`; needs `key`). The
+    /// other agent must say the same, or the handshake is refused.
+    public var encrypt = false
     /// With no byte from the source for this long, the migration fails.
     public var peerTimeoutSeconds = 10.0
     /// Microseconds the loop keeps polling instead of sleeping after demand activity (0: off).

@@ -27,6 +27,9 @@ public struct SourceConfiguration: Sendable {
     public var bulkHighWater = 1 << 20
     /// The key every connection must prove before anything else (nil: none, `--insecure`).
     public var key: PresharedKey?
+    /// Seal every frame after the key proof (`--encrypt`; needs `key`). The
+    /// other agent must say the same, or the handshake is refused.
+    public var encrypt = false
     /// A connection that has not proven the key and said hello within this long is closed.
     public var handshakeTimeoutSeconds = 5.0
     /// Called once the socket listens, with the real port (the CLI prints it).
