@@ -13,6 +13,8 @@ public struct DemoRunner {
         public var dirtyRate = 20_000
         public var protection: BackendKind?
         public var precopyRounds = 0
+        /// Both agents seal their connections (`--encrypt`).
+        public var encrypt = false
         public var timeoutSeconds = 300.0
         /// The `migrate-agent` binary started as source and destination
         /// (the CLI passes `AgentProcess.currentExecutable`).
@@ -60,7 +62,7 @@ public struct DemoRunner {
             "source", "--listen", "127.0.0.1:0", "--arena", arena, "--guest-threads", "2",
             "--dirty-rate", "\(configuration.dirtyRate)", "--report-json", sourceReport,
             "--precopy-rounds", "\(configuration.precopyRounds)", "--psk-file", key,
-        ])
+        ] + (configuration.encrypt ? ["--encrypt"] : []))
         guard let address = source.awaitLine(prefix: "listening on ", seconds: 60) else {
             source.terminate()
             throw .system("the source process did not start listening (exit \(source.wait(seconds: 5).map(String.init) ?? "?"))")
@@ -71,6 +73,7 @@ public struct DemoRunner {
             "--write-ratio", "\(configuration.writeRatio)", "--report-json", destinationReport, "--psk-file", key,
         ]
         if let protection = configuration.protection { arguments += ["--protection", protection.rawValue] }
+        if configuration.encrypt { arguments.append("--encrypt") }
         let destination = try AgentProcess(executable: configuration.executable, arguments: arguments)
         let destinationExit = destination.wait(seconds: configuration.timeoutSeconds)
         if destinationExit != 0 { source.terminate(signal: SIGTERM) }

@@ -41,6 +41,7 @@ struct DestinationCommand: ParsableCommand {
         configuration.progress = { Console.err($0) }
         try runReportingErrors {
             configuration.key = try key.load(role: "destination")
+            configuration.encrypt = key.encrypt
             configuration.source = try SocketAddress(parsing: connect)
             let agent = try DestinationAgent(configuration: configuration)
             _ = try runAgent(reportJson: reportJson, json: json, text: ReportFormatting.text, current: { agent.currentReport }) {

@@ -56,6 +56,7 @@ struct SourceCommand: ParsableCommand {
         configuration.progress = { Console.err($0) }
         try runReportingErrors {
             configuration.key = try key.load(role: "source")
+            configuration.encrypt = key.encrypt
             configuration.listen = try SocketAddress(parsing: listen)
             let agent = try SourceAgent(configuration: configuration)
             _ = try runAgent(reportJson: reportJson, json: json, text: ReportFormatting.text, current: { agent.currentReport }) {
