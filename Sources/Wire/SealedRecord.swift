@@ -8,7 +8,7 @@
 /// | offset | size | field |
 /// |---:|---:|---|
 /// | 0 | 4 | length `n` of the plaintext, little-endian, 1 ... `maxPlaintext` |
-/// | 4 | n | ciphertext (ChaCha20-Poly1305) |
+/// | 4 | n | ciphertext (AES-256-GCM) |
 /// | 4 + n | 16 | tag, authenticating the ciphertext and the 4 length bytes |
 ///
 /// The nonce is not sent: it is the record's number in its direction (0, 1,

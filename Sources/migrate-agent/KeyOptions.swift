@@ -11,7 +11,7 @@ struct KeyOptions: ParsableArguments {
     @Flag(help: "Run without a key: anyone who can reach the port can read the guest's memory.")
     var insecure = false
     @Flag(help: ArgumentHelp(
-        "Encrypt every frame after the key proof (ChaCha20-Poly1305, keys derived per connection and direction).",
+        "Encrypt every frame after the key proof (AES-256-GCM, keys derived per connection and direction).",
         discussion: "Needs --psk-file; the other agent must be started with --encrypt too, or the handshake is refused."))
     var encrypt = false
 

@@ -112,6 +112,6 @@ final class ConnectionAuth {
 
     /// The report's line: what protects the connections.
     static func describe(key: PresharedKey?, encrypt: Bool) -> String {
-        key == nil ? "none (--insecure)" : encrypt ? "pre-shared key, encrypted (ChaCha20-Poly1305)" : "pre-shared key"
+        key == nil ? "none (--insecure)" : encrypt ? "pre-shared key, encrypted (AES-256-GCM)" : "pre-shared key"
     }
 }
