@@ -77,9 +77,6 @@ final class FrameWriter {
     /// Bytes queued or being written: the backpressure signal for the bulk stream.
     var backlog: Int { queued.bytes + inFlight.bytes + staged }
 
-    /// Whether frames are sealed from here on.
-    var isSealing: Bool { sealer != nil }
-
     /// Every frame queued from now on is sealed with `sealer`.
     func startSealing(_ sealer: RecordSealer) {
         precondition(self.sealer == nil, "a connection starts sealing once")

@@ -195,9 +195,6 @@ public final class TCPConnection {
         openerAfterFrame = RecordOpener(key: key)
     }
 
-    /// Whether both directions are sealed.
-    public var isEncrypted: Bool { opener != nil && writer.isSealing }
-
     /// Stops reading until `resumeReading`: the peer's data waits in the socket
     /// (and TCP flow control slows the peer) while more urgent work runs.
     public func holdReading() {
