@@ -16,6 +16,10 @@ enum Tuning {
     static let sourceWatchdogMillis: UInt64 = 250
     /// Connections the source lets prove the key at once; more are closed on accept.
     static let maxPendingConnections = 16
+    /// Waits between reconnect attempts of the destination: doubling within this range.
+    static let reconnectBackoffNanos: ClosedRange<UInt64> = 50_000_000...2_000_000_000
+    /// Longest a reconnect attempt may take (connect, key proof, welcome) before the next.
+    static let reconnectAttemptSeconds = 5.0
     /// Page indices per `staleSet` frame (8 bytes each).
     static let staleIndicesPerFrame = 64 * 1024 / 8
 }

@@ -16,6 +16,8 @@ public struct DemoRunner {
         /// Both agents seal their connections (`--encrypt`).
         public var encrypt = false
         public var timeoutSeconds = 300.0
+        /// The demo's own progress lines (the agents' pids); the CLI prints them on stderr.
+        public var progress: @Sendable (String) -> Void = { _ in }
         /// The `migrate-agent` binary started as source and destination
         /// (the CLI passes `AgentProcess.currentExecutable`).
         public var executable: String
@@ -39,8 +41,14 @@ public struct DemoRunner {
         public var missingFaults: Int
         public var staleFaults: Int
         public var unchangedPages: Int
+        /// Exit statuses; nil for an agent ended by a signal or never started.
         public var sourceExit: Int32?
         public var destinationExit: Int32?
+        /// How each agent ended: "exited with status 0", "killed by signal 9 (SIGKILL)".
+        public var sourceEnded: String?
+        public var destinationEnded: String?
+        /// The signal (SIGINT, SIGTERM) that interrupted the demo, which then stopped both agents.
+        public var interruptedBySignal: Int32?
         public var error: String?
         public var source: SourceReport?
         public var destination: DestinationReport?
@@ -49,23 +57,50 @@ public struct DemoRunner {
     public let configuration: Configuration
     public init(configuration: Configuration) { self.configuration = configuration }
 
+    /// Runs the pair. A failure of either agent, in any phase, stops the other
+    /// at once and is reported with the failed agent's own reason; SIGINT or
+    /// SIGTERM stops both, removes the temporary directory and returns a report
+    /// with `interruptedBySignal` set. Throws when the run cannot start.
     public func run() throws(AgentError) -> Report {
+        // Both agents' arenas live on this machine.
+        try MemoryBudget.current().check(arenaBytes: configuration.arenaSize, copies: 2)
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("migrate-agent-demo-\(getpid())")
         try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
+        let agents = DemoAgents()
+        defer { agents.close() }
+        return try run(in: directory, agents: agents)
+    }
+
+    private func run(in directory: URL, agents: DemoAgents) throws(AgentError) -> Report {
         let sourceReport = directory.appendingPathComponent("source.json").path
         let destinationReport = directory.appendingPathComponent("destination.json").path
+        let deadline = Date(timeIntervalSinceNow: configuration.timeoutSeconds)
         let key = directory.appendingPathComponent("psk").path
+        try? FileManager.default.removeItem(atPath: key)  // left by a demo killed with SIGKILL under the same pid
         try PresharedKey.generate(path: key)  // a key per run: the demo never runs insecure
         let arena = "\(configuration.arenaSize)"
-        let source = try AgentProcess(executable: configuration.executable, arguments: [
+        let source = try agents.start(executable: configuration.executable, arguments: [
             "source", "--listen", "127.0.0.1:0", "--arena", arena, "--guest-threads", "2",
             "--dirty-rate", "\(configuration.dirtyRate)", "--report-json", sourceReport,
             "--precopy-rounds", "\(configuration.precopyRounds)", "--psk-file", key,
-        ] + (configuration.encrypt ? ["--encrypt"] : []))
-        guard let address = source.awaitLine(prefix: "listening on ", seconds: 60) else {
-            source.terminate()
-            throw .system("the source process did not start listening (exit \(source.wait(seconds: 5).map(String.init) ?? "?"))")
+        ] + (configuration.encrypt ? ["--encrypt"] : []), name: "source")
+        configuration.progress("demo: source is process \(source.pid), files in \(directory.path)")
+        var destination: AgentProcess?
+        func finish(_ error: String?) -> Report {
+            DemoAgents.stop(source)
+            if let destination { DemoAgents.stop(destination) }
+            return report(error: error, interruptedBy: agents.interruptedBy, source: source, destination: destination,
+                          sourceReport: sourceReport, destinationReport: destinationReport)
+        }
+        func interrupted() -> String? {
+            agents.interruptedBy.map { "interrupted by \(ReportFormatting.signalName($0)): both agents stopped" }
+        }
+
+        guard let address = source.awaitLine(prefix: "listening on ", seconds: deadline.timeIntervalSinceNow) else {
+            if let reason = interrupted() { return finish(reason) }
+            if source.awaitExit(seconds: 5) != nil { return finish(Self.failure(of: source, named: "source", report: sourceReport)) }
+            return finish("the source did not start listening within \(configuration.timeoutSeconds) s")
         }
         var arguments = [
             "destination", "--connect", address, "--arena", arena,
@@ -74,17 +109,64 @@ public struct DemoRunner {
         ]
         if let protection = configuration.protection { arguments += ["--protection", protection.rawValue] }
         if configuration.encrypt { arguments.append("--encrypt") }
-        let destination = try AgentProcess(executable: configuration.executable, arguments: arguments)
-        let destinationExit = destination.wait(seconds: configuration.timeoutSeconds)
-        if destinationExit != 0 { source.terminate(signal: SIGTERM) }
-        let sourceExit = source.wait(seconds: destinationExit == nil ? 5 : 30)
+        do {
+            destination = try agents.start(executable: configuration.executable, arguments: arguments, name: "destination")
+        } catch {
+            _ = finish(nil)
+            throw error
+        }
+        let pair = [("source", source, sourceReport), ("destination", destination!, destinationReport)]
+        configuration.progress("demo: destination is process \(destination!.pid)")
+
+        // Until the first agent ends.
+        agents.wait(until: deadline) { source.hasExited || destination!.hasExited }
+        if let reason = interrupted() { return finish(reason) }
+        let ended = pair.filter { $0.1.hasExited }.sorted { ($0.1.exitedAtNanos ?? 0) < ($1.1.exitedAtNanos ?? 0) }
+        guard let first = ended.first else {
+            return finish("the migration did not finish within \(configuration.timeoutSeconds) s (--timeout); both agents stopped")
+        }
+        guard first.1.ending?.succeeded == true else {
+            return finish(Self.failure(of: first.1, named: first.0, report: first.2))
+        }
+        // The first ended well: the other follows within a few seconds (the source
+        // exits once the destination said done; the destination right after).
+        let (name, other, otherReport) = pair.first { $0.1 !== first.1 }!
+        let grace = Date(timeIntervalSinceNow: Self.secondAgentGraceSeconds)
+        agents.wait(until: grace) { other.hasExited }
+        if let reason = interrupted() { return finish(reason) }
+        guard other.hasExited else {
+            return finish("the \(name) did not exit within \(Self.secondAgentGraceSeconds) s after the \(first.0) finished; stopped")
+        }
+        guard other.ending?.succeeded == true else { return finish(Self.failure(of: other, named: name, report: otherReport)) }
+        return finish(nil)
+    }
+
+    /// How long the second agent may take to exit after the first ended well.
+    static let secondAgentGraceSeconds = 30.0
+
+    /// Why an agent failed, in its own words when it said them: its `error:`
+    /// line, else the error in its report, else how it ended.
+    static func failure(of agent: AgentProcess, named name: String, report path: String) -> String {
+        let ending = agent.ending
+        if case .signal = ending { return "the \(name) was \(ending!)" }
+        let reportError: String? = if name == "source" {
+            ReportFormatting.read(SourceReport.self, fromFile: path)?.error
+        } else {
+            ReportFormatting.read(DestinationReport.self, fromFile: path)?.error
+        }
+        if let reason = agent.errorLine ?? reportError { return "the \(name) failed: \(reason)" }
+        return "the \(name) \(ending.map(\.description) ?? "did not exit")"
+    }
+
+    private func report(error: String?, interruptedBy: Int32?, source: AgentProcess, destination: AgentProcess?,
+                        sourceReport: String, destinationReport: String) -> Report {
         let s = ReportFormatting.read(SourceReport.self, fromFile: sourceReport)
         let d = ReportFormatting.read(DestinationReport.self, fromFile: destinationReport)
-        var error: String?
-        if destinationExit == nil { error = "the destination did not finish within \(configuration.timeoutSeconds) s" }
-        else if let e = d?.error { error = e }
-        else if destinationExit != 0 { error = "the destination exited with status \(destinationExit!)" }
-        else if sourceExit != 0 { error = s?.error ?? "the source exited with status \(sourceExit.map(String.init) ?? "killed")" }
+        var error = error
+        if error == nil, d?.digestMatch != true { error = d?.error ?? "the destination reported no digest match" }
+        func status(_ agent: AgentProcess?) -> Int32? {
+            if case .exit(let status)? = agent?.ending { return status } else { return nil }
+        }
         return Report(
             succeeded: error == nil && d?.digestMatch == true,
             backend: d?.backend, digestMatch: d?.digestMatch ?? false,
@@ -93,7 +175,9 @@ public struct DemoRunner {
             downtimeMillis: ((s?.pauseToSwitchoverMillis ?? 0) + (d?.switchoverApplyMillis ?? 0)).rounded(toPlaces: 3),
             precopyRounds: s?.precopyRounds ?? [], pagesProtectedAtSwitchover: d?.pagesProtectedAtSwitchover ?? 0,
             missingFaults: d?.missingFaults ?? 0, staleFaults: d?.staleFaults ?? 0, unchangedPages: d?.unchangedPages ?? 0,
-            sourceExit: sourceExit, destinationExit: destinationExit, error: error, source: s, destination: d)
+            sourceExit: status(source), destinationExit: status(destination),
+            sourceEnded: source.ending?.description, destinationEnded: destination?.ending?.description,
+            interruptedBySignal: interruptedBy, error: error, source: s, destination: d)
     }
 
     public static func text(_ r: Report) -> String {

@@ -43,10 +43,11 @@ struct BenchCommand: ParsableCommand {
     var rttServer = false
 
     func validate() throws {
-        guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1") }
-        guard (0...1).contains(writeRatio) else { throw ValidationError("--write-ratio must be between 0 and 1") }
-        guard baselineSamples >= 100 else { throw ValidationError("--baseline-samples must be at least 100") }
-        guard runTimeout > 0 else { throw ValidationError("--run-timeout must be positive") }
+        try checkRange(repetitions, "--repetitions", in: OptionBounds.repetitions)
+        try checkFraction(writeRatio, "--write-ratio")
+        try checkRange(baselineSamples, "--baseline-samples", in: OptionBounds.baselineSamples)
+        try checkSeconds(runTimeout, "--run-timeout", in: OptionBounds.runTimeoutSeconds)
+        if let busyPoll { try checkRange(busyPoll, "--busy-poll", in: OptionBounds.busyPollMicros) }
     }
 
     func run() throws {
@@ -61,6 +62,7 @@ struct BenchCommand: ParsableCommand {
             : try migrationSizes.split(separator: ",").map { try parseSize(String($0)) }
         configuration.baselineSamples = baselineSamples
         configuration.bandwidthBytes = try parseSize(bandwidth)
+        guard configuration.bandwidthBytes > 0 else { throw ValidationError("--bandwidth must be larger than zero") }
         configuration.pinnedBaselines = pinnedBaselines
         configuration.runTimeoutSeconds = runTimeout
         configuration.busyPollMicros = busyPoll
@@ -70,6 +72,7 @@ struct BenchCommand: ParsableCommand {
         configuration.progress = { Console.err($0) }
         if listScenarios { return try list() }
 
+        try runReportingErrors { try checkWritable(json, what: "the bench JSON") }
         let runner = BenchRunner(configuration: configuration)
         let report = runner.run()
         try runReportingErrors {

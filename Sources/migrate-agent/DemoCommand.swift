@@ -1,4 +1,5 @@
 import ArgumentParser
+import Glibc
 import MigrateAgent
 import SyntheticGuest
 import MigrateDemo
@@ -18,6 +19,14 @@ struct DemoCommand: ParsableCommand {
     @Flag(help: "Both agents encrypt their connections (--encrypt).") var encrypt = false
     @Flag(help: "Print the report as JSON.") var json = false
 
+    func validate() throws {
+        try checkRange(guestThreads, "--guest-threads", in: OptionBounds.destinationGuestThreads)
+        try checkRange(precopyRounds, "--precopy-rounds", in: OptionBounds.precopyRounds)
+        try checkRange(dirtyRate, "--dirty-rate", in: OptionBounds.dirtyRate)
+        try checkFraction(writeRatio, "--write-ratio")
+        try checkSeconds(timeout, "--timeout", in: OptionBounds.runTimeoutSeconds)
+    }
+
     func run() throws {
         var configuration = DemoRunner.Configuration(executable: AgentProcess.currentExecutable)
         configuration.arenaSize = try parseSize(arena)
@@ -29,9 +38,13 @@ struct DemoCommand: ParsableCommand {
         configuration.dirtyRate = dirtyRate
         configuration.writeRatio = writeRatio
         configuration.encrypt = encrypt
+        configuration.progress = { Console.err($0) }
         try runReportingErrors {
             let report = try DemoRunner(configuration: configuration).run()
             Console.out(json ? ReportFormatting.json(report) : DemoRunner.text(report))
+            if let error = report.error { Console.err("error: \(error)") }
+            // Interrupted: end by the same signal (agents stopped, files removed), as a shell expects.
+            if let signal = report.interruptedBySignal { Glibc.signal(signal, SIG_DFL); raise(signal) }
             if !report.succeeded { throw ExitCode(1) }
         }
     }

@@ -10,21 +10,27 @@ struct DestinationCommand: ParsableCommand {
     @Option(help: "Guest memory size; must equal the source's.") var arena = "256MiB"
     @Option(help: "Protection backend: rwp, minor, missing or auto.") var protection = ProtectionOption(argument: "auto")!
     @Option(help: "Guest threads.") var guestThreads = 4
+    @Flag(help: "Run no guest here: only receive the memory (checked by the end-to-end digest), e.g. from a --memory-file source.")
+    var noGuest = false
     @Option(help: "Guest access pattern: sequential, random or hotset.") var pattern = AccessPattern.random
     @Option(help: "Fraction of guest accesses that also write.") var writeRatio = 0.2
     @Option(help: "Seconds without data from the source before giving up.") var peerTimeout = 10.0
     @Option(help: "Microseconds the loop keeps polling instead of sleeping after demand activity (0: off).")
     var busyPoll = 50
     @OptionGroup var key: KeyOptions
+    @Option(help: "After switch-over, seconds to resume the session when a connection drops (0: a drop ends the migration).")
+    var reconnectTimeout = 30.0
     @Option(help: "Write the report as JSON to this file.") var reportJson: String?
     @Option(help: "Write the guest's demand-fault latencies (an HdrHistogram of nanoseconds, JSON) to this file.")
     var latencyHistogram: String?
     @Flag(help: "Print the report as JSON on stdout.") var json = false
 
     func validate() throws {
-        guard (0...256).contains(guestThreads) else { throw ValidationError("--guest-threads must be 0...256 (0: an idle guest)") }
-        guard (0...1).contains(writeRatio) else { throw ValidationError("--write-ratio must be between 0 and 1") }
-        guard peerTimeout > 0 else { throw ValidationError("--peer-timeout must be positive") }
+        try checkRange(guestThreads, "--guest-threads", in: OptionBounds.destinationGuestThreads)
+        try checkFraction(writeRatio, "--write-ratio")
+        try checkSeconds(peerTimeout, "--peer-timeout", in: OptionBounds.peerTimeoutSeconds)
+        try checkRange(busyPoll, "--busy-poll", in: OptionBounds.busyPollMicros)
+        try checkSeconds(reconnectTimeout, "--reconnect-timeout", in: OptionBounds.reconnectTimeoutSeconds)
     }
 
     func run() throws {
@@ -35,11 +41,14 @@ struct DestinationCommand: ParsableCommand {
         guest.threads = guestThreads
         guest.pattern = pattern
         guest.writeRatio = writeRatio
-        configuration.workload = { [guest] in DestinationGuest(configuration: guest) }
+        if !noGuest { configuration.workload = { [guest] in DestinationGuest(configuration: guest) } }
         configuration.peerTimeoutSeconds = peerTimeout
+        configuration.reconnectTimeoutSeconds = reconnectTimeout
         configuration.busyPollMicros = busyPoll
         configuration.progress = { Console.err($0) }
         try runReportingErrors {
+            try checkWritable(reportJson)
+            try checkWritable(latencyHistogram, what: "the latency histogram")
             configuration.key = try key.load(role: "destination")
             configuration.encrypt = key.encrypt
             configuration.source = try SocketAddress(parsing: connect)
@@ -47,7 +56,7 @@ struct DestinationCommand: ParsableCommand {
             _ = try runAgent(reportJson: reportJson, json: json, text: ReportFormatting.text, current: { agent.currentReport }) {
                 try agent.run()
             }
-            if let latencyHistogram { try ReportFormatting.write(agent.faultLatencyHistogram, toFile: latencyHistogram) }
+            if let latencyHistogram { writeOrWarn(agent.faultLatencyHistogram, toFile: latencyHistogram, what: "the latency histogram") }
         }
     }
 }

@@ -27,7 +27,7 @@ struct SelfTestCommand: ParsableCommand {
         guard SelfTestConfiguration.threadLimit.contains(threads) else {
             throw ValidationError("--threads must be between \(SelfTestConfiguration.threadLimit.lowerBound) and \(SelfTestConfiguration.threadLimit.upperBound)")
         }
-        guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        try checkSeconds(timeout, "--timeout", in: OptionBounds.runTimeoutSeconds)
     }
 
     func run() throws {

@@ -8,7 +8,11 @@ struct SourceCommand: ParsableCommand {
 
     @Option(help: "Address to listen on (port 0 picks a free one, printed as 'listening on HOST:PORT').")
     var listen = "127.0.0.1:7000"
-    @Option(help: "Guest memory size, e.g. 256MiB or 1GiB.") var arena = "256MiB"
+    @Option(help: "Guest memory size, e.g. 256MiB or 1GiB (default 256MiB; with --memory-file, the file's size).")
+    var arena: String?
+    @Option(help: ArgumentHelp("Serve this memory image instead of a synthetic guest (read-only, pure post-copy).",
+                               valueName: "path"))
+    var memoryFile: String?
     @Option(help: "Guest threads writing memory until switch-over.") var guestThreads = 2
     @Option(help: "Pages per second the guest writes until switch-over.") var dirtyRate = 20_000
     @Option(help: "Pre-copy rounds while the guest still runs here (0: pure post-copy).") var precopyRounds = 0
@@ -21,28 +25,41 @@ struct SourceCommand: ParsableCommand {
     var busyPoll = 50
     @Option(help: "Seconds a destination may leave the stream unread before giving up.") var peerTimeout = 10.0
     @OptionGroup var key: KeyOptions
+    @Option(help: "After switch-over, seconds to resume the session when a connection drops (0: a drop ends the migration).")
+    var reconnectTimeout = 30.0
     @Option(help: "Seconds a new connection has to prove the key and say hello before it is closed.")
     var handshakeTimeout = 5.0
     @Option(help: "Write the report as JSON to this file.") var reportJson: String?
     @Flag(help: "Print the report as JSON on stdout.") var json = false
 
     func validate() throws {
-        guard precopyRounds >= 0 else { throw ValidationError("--precopy-rounds must be 0 or more") }
-        guard guestThreads >= 1 else { throw ValidationError("--guest-threads must be 1 or more") }
-        guard dirtyRate >= 0 else { throw ValidationError("--dirty-rate must be 0 or more") }
-        guard peerTimeout > 0 else { throw ValidationError("--peer-timeout must be positive") }
-        guard (0.1...600).contains(handshakeTimeout) else { throw ValidationError("--handshake-timeout must be 0.1...600 seconds") }
+        try checkRange(precopyRounds, "--precopy-rounds", in: OptionBounds.precopyRounds)
+        try checkRange(guestThreads, "--guest-threads", in: OptionBounds.sourceGuestThreads)
+        if memoryFile != nil, arena != nil {
+            throw ValidationError("--memory-file and --arena exclude each other: the file's size is the arena's")
+        }
+        try checkRange(dirtyRate, "--dirty-rate", in: OptionBounds.dirtyRate)
+        try checkRange(convergePages ?? 0, "--converge-pages", in: 0...Int.max)
+        try checkRange(busyPoll, "--busy-poll", in: OptionBounds.busyPollMicros)
+        try checkSeconds(peerTimeout, "--peer-timeout", in: OptionBounds.peerTimeoutSeconds)
+        try checkSeconds(reconnectTimeout, "--reconnect-timeout", in: OptionBounds.reconnectTimeoutSeconds)
+        try checkSeconds(handshakeTimeout, "--handshake-timeout", in: OptionBounds.handshakeTimeoutSeconds)
     }
 
     func run() throws {
         var configuration = SourceConfiguration()
-        configuration.arenaSize = try parseSize(arena)
-        configuration.workload = { [guestThreads, dirtyRate] arena in
-            SourceGuest(arena: arena, threads: guestThreads, dirtyRate: dirtyRate)
+        if let memoryFile {
+            configuration.memoryFile = memoryFile  // nothing runs in an image: the default workload
+        } else {
+            configuration.arenaSize = try parseSize(arena ?? "256MiB")
+            configuration.workload = { [guestThreads, dirtyRate] arena in
+                SourceGuest(arena: arena, threads: guestThreads, dirtyRate: dirtyRate)
+            }
         }
         configuration.background = background
         configuration.busyPollMicros = busyPoll
         configuration.peerTimeoutSeconds = peerTimeout
+        configuration.reconnectTimeoutSeconds = reconnectTimeout
         configuration.handshakeTimeoutSeconds = handshakeTimeout
         configuration.precopyRounds = precopyRounds
         configuration.convergePages = convergePages
@@ -55,6 +72,7 @@ struct SourceCommand: ParsableCommand {
         configuration.onListening = { Console.out("listening on \($0)") }
         configuration.progress = { Console.err($0) }
         try runReportingErrors {
+            try checkWritable(reportJson)
             configuration.key = try key.load(role: "source")
             configuration.encrypt = key.encrypt
             configuration.listen = try SocketAddress(parsing: listen)

@@ -38,14 +38,15 @@ enum AgentHarness {
         return try startBare(arguments)
     }
 
-    /// Starts the binary with exactly `arguments` (no test key added).
-    static func startBare(_ arguments: [String]) throws -> AgentProcess {
-        try AgentProcess(executable: binary, arguments: arguments, captureStderr: true)
+    /// Starts `executable` (the agent binary by default) with exactly `arguments` (no test key added).
+    static func startBare(_ arguments: [String], executable: String = binary) throws -> AgentProcess {
+        try AgentProcess(executable: executable, arguments: arguments, captureStderr: true)
     }
 
     /// Starts a source on a free port; returns it and its address, or fails the test.
-    static func startSource(arena: String, extra: [String] = []) throws -> (AgentProcess, String) {
-        let source = try start(["source", "--listen", "127.0.0.1:0", "--arena", arena] + extra)
+    /// `arena` nil: no `--arena` (a `--memory-file` in `extra` sets the size).
+    static func startSource(arena: String?, extra: [String] = []) throws -> (AgentProcess, String) {
+        let source = try start(["source", "--listen", "127.0.0.1:0"] + (arena.map { ["--arena", $0] } ?? []) + extra)
         guard let address = source.awaitLine(prefix: "listening on ", seconds: 60) else {
             source.terminate()
             Issue.record("the source never listened; output:\n\(source.capturedOutput)")
@@ -56,8 +57,8 @@ enum AgentHarness {
 
     /// A pair still migrating for a while: demand only (no background stream), one
     /// sequential guest thread; returned once the destination's guest runs.
-    static func startSlowMigration(destinationExtra: [String] = []) throws -> (source: AgentProcess, destination: AgentProcess) {
-        let (source, address) = try startSource(arena: "256MiB", extra: ["--no-background"])
+    static func startSlowMigration(sourceExtra: [String] = [], destinationExtra: [String] = []) throws -> (source: AgentProcess, destination: AgentProcess) {
+        let (source, address) = try startSource(arena: "256MiB", extra: ["--no-background"] + sourceExtra)
         let destination = try start([
             "destination", "--connect", address, "--arena", "256MiB", "--guest-threads", "1", "--pattern", "sequential",
         ] + destinationExtra)

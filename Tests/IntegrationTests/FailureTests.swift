@@ -8,20 +8,21 @@ import Wire
 /// Bad input and dead peers: one clear message, a non-zero exit, within a deadline, nothing hung.
 @Suite("failures end cleanly", .serialized)
 struct FailureTests {
-    @Test("a killed source ends the destination with the count of missing pages")
+    @Test("a killed source ends the destination at the reconnect timeout with the count of missing pages")
     func killedSource() throws {
-        let (source, destination) = try AgentHarness.startSlowMigration()
+        let (source, destination) = try AgentHarness.startSlowMigration(destinationExtra: ["--reconnect-timeout", "2"])
         defer { source.terminate(); destination.terminate() }
         source.terminate(signal: SIGKILL)
         let exit = destination.wait(seconds: 20)
         #expect(exit != nil, "the destination did not end within 20 s of the source's death")
         #expect(exit != 0)
         #expect(destination.capturedOutput.contains("pages still missing"), "\(destination.capturedOutput)")
+        #expect(destination.capturedOutput.contains("reconnect timeout"), "\(destination.capturedOutput)")
     }
 
     @Test("a frozen source ends the destination at the peer timeout")
     func frozenSource() throws {
-        let (source, destination) = try AgentHarness.startSlowMigration(destinationExtra: ["--peer-timeout", "2"])
+        let (source, destination) = try AgentHarness.startSlowMigration(destinationExtra: ["--peer-timeout", "2", "--reconnect-timeout", "2"])
         defer { kill(source.process.processIdentifier, SIGCONT); source.terminate(); destination.terminate() }
         kill(source.process.processIdentifier, SIGSTOP)
         let exit = destination.wait(seconds: 30)
@@ -172,19 +173,20 @@ struct PermissionTests {
 /// The destination dies or freezes: the source ends, non-zero, within a deadline.
 @Suite("a dead destination ends the source", .serialized)
 struct DeadDestinationTests {
-    @Test("a killed destination ends the source at once with a message")
+    @Test("a killed destination ends the source at the reconnect timeout with a message")
     func killedDestination() throws {
-        let (source, destination) = try AgentHarness.startSlowMigration()
+        let (source, destination) = try AgentHarness.startSlowMigration(sourceExtra: ["--reconnect-timeout", "2"])
         defer { source.terminate(); destination.terminate() }
         destination.terminate(signal: SIGKILL)
         let exit = source.wait(seconds: 20)
         #expect(exit == 1, "\(source.capturedOutput)")
         #expect(source.capturedOutput.contains("connection ended before the migration finished"), "\(source.capturedOutput)")
+        #expect(source.capturedOutput.contains("did not resume the session"), "\(source.capturedOutput)")
     }
 
     @Test("a frozen destination ends the source at the peer timeout")
     func frozenDestination() throws {
-        let (source, address) = try AgentHarness.startSource(arena: "1GiB", extra: ["--peer-timeout", "2"])
+        let (source, address) = try AgentHarness.startSource(arena: "1GiB", extra: ["--peer-timeout", "2", "--reconnect-timeout", "2"])
         defer { source.terminate() }
         let destination = try AgentHarness.start([
             "destination", "--connect", address, "--arena", "1GiB", "--guest-threads", "1",

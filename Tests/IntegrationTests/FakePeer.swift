@@ -123,12 +123,20 @@ final class FakePeerConnection {
         bytes.withUnsafeBytes { _ = Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }
 
-    /// Reads one complete frame's worth of bytes (the destination's hello).
+    private var decoder = StreamDecoder()
+
+    /// Reads the destination's hello.
     func readHello() -> Hello? {
-        var decoder = StreamDecoder()
+        if case .hello(let hello)? = readMessage(limits: .handshake) { return hello }
+        return nil
+    }
+
+    /// The next message, decoded with `limits`; nil when the peer closed, timed out or sent garbage.
+    func readMessage(limits: FrameLimits) -> Message? {
+        decoder.limits = limits
         var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
-            if case .hello(let hello)? = try? decoder.nextMessage() { return hello }
+            do { if let message = try decoder.nextMessage() { return message } } catch { return nil }
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n <= 0 { return nil }
             decoder.feed(buffer[0..<n])

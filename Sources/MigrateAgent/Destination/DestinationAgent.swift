@@ -18,7 +18,16 @@ import Wire
 /// runs on it (asserted in debug builds). Guest threads only touch memory; a
 /// failure releases them by unregistering the arena, so none stays blocked.
 public final class DestinationAgent: @unchecked Sendable {
-    private enum Phase { case connecting, awaitingWelcome, precopy, migrating, finished }
+    private enum Phase {
+        case connecting, awaitingWelcome, precopy, migrating
+        /// Post-copy with the connections lost: faults are still read and
+        /// recorded; the guest waits while a new connection resumes the session.
+        case reconnecting
+        /// Every page is here and `done` went out: waiting for the source to
+        /// acknowledge it (resumed like post-copy if the connection drops).
+        case confirming
+        case finished
+    }
 
     private let configuration: DestinationConfiguration
     private let loop: EventLoop
@@ -48,6 +57,15 @@ public final class DestinationAgent: @unchecked Sendable {
     private var sourceDigest: UInt128?
     private var startNanos: UInt64 = 0
     private var lastProgressNanos: UInt64 = 0
+    /// From a lost connection until the resumed session's bulk connection said what
+    /// it holds: the reconnect timeout runs from `droppedNanos`.
+    private var recovering = false
+    private var droppedNanos: UInt64 = 0
+    private var dropReason = ""
+    /// The reconnect attempt in flight (0: none), and when the next may start.
+    private var attemptStartedNanos: UInt64 = 0
+    private var nextAttemptNanos: UInt64 = 0
+    private var backoffNanos: UInt64 = 0
 
     /// Every demand fault's latency as the guest threads measured it, in
     /// nanoseconds (after `run`), for distributions and merging across runs.
@@ -83,7 +101,10 @@ public final class DestinationAgent: @unchecked Sendable {
     public func run() throws(AgentError) -> DestinationReport {
         configuration.progress("destination: backend \(backend.kind.rawValue), arena \(ByteSize(bytes: arena.size)); connecting to \(configuration.source)")
         startNanos = EventLoop.nowNanos()
-        loop.execute { [self] in connectUrgent() }
+        loop.execute { [self] in
+            timer = LoopTimer(loop: loop, everyMillis: Tuning.destinationTickMillis) { [unowned self] in tick() }
+            connectUrgent()
+        }
         loop.run()
         report = reportWithCounts()
         finishGuest()
@@ -95,9 +116,8 @@ public final class DestinationAgent: @unchecked Sendable {
 
     private func connectUrgent() {
         loop.assertOnLoop()
-        timer = LoopTimer(loop: loop, everyMillis: Tuning.destinationTickMillis) { [unowned self] in tick() }
         urgent = TCPConnection.connect(loop: loop, to: configuration.source, name: "urgent", limits: .handshake) { [unowned self] connection, error in
-            if let error { return fail("cannot connect to the source at \(configuration.source): \(error)") }
+            if let error { return connectFailed("cannot connect to the source at \(configuration.source): \(error)") }
             connection.configureForDemand()
             let auth = ConnectionAuth(key: configuration.key, role: .destination, encrypt: configuration.encrypt)
             urgentAuth = auth
@@ -109,8 +129,7 @@ public final class DestinationAgent: @unchecked Sendable {
             }
             connection.onClose = { [unowned self] in connectionClosed("urgent", $0) }
             startHandshake(connection, auth, channel: .urgent)
-            faults.urgent = connection
-            phase = .awaitingWelcome
+            if phase == .connecting { phase = .awaitingWelcome }
         }
     }
 
@@ -131,22 +150,37 @@ public final class DestinationAgent: @unchecked Sendable {
             }
             sessionID = welcome.sessionID
             urgent!.limits = sessionLimits
+            faults.urgent = urgent
             phase = .precopy
             connectBulk()
+        case (.confirming, .done):
+            confirmed()
+        case (.reconnecting, .welcome):
+            guard case .welcome(let welcome) = try Message.decode(frame), welcome.sessionID == sessionID else {
+                throw .peer("the source answered the resume with another session")
+            }
+            resumed()
         default:
             throw .protocolViolation("unexpected \(frame.header.kind) frame on the urgent connection")
         }
     }
 
-    private func hello(_ channel: Channel) -> Hello {
-        Hello(channel: channel, pageSize: arena.pageSize, pageCount: UInt64(arena.pageCount),
-              sessionID: channel == .urgent ? 0 : sessionID, resumeCount: 0)
+    /// Our hello, and on a resumed bulk connection the `have` frames behind it:
+    /// a resumed urgent hello names the session; a resumed bulk hello says how
+    /// many `have` frames follow (its `resumeCount`).
+    private func sendHello(_ channel: Channel, on connection: TCPConnection) {
+        let haves = recovering && channel == .bulk ? haveMessages() : []
+        let resumeCount = channel == .bulk ? UInt64(haves.count) : UInt64(recovering ? report.resumes + 1 : 0)
+        connection.send(.hello(Hello(channel: channel, pageSize: arena.pageSize, pageCount: UInt64(arena.pageCount),
+                                     sessionID: recovering || channel == .bulk ? sessionID : 0, resumeCount: resumeCount)))
+        for have in haves { connection.send(have) }
+        if !haves.isEmpty { resumeComplete() }
     }
 
     /// The first frames on a new connection: our nonce (hello follows our proof),
     /// or hello at once when no key is used.
     private func startHandshake(_ connection: TCPConnection, _ auth: ConnectionAuth, channel: Channel) {
-        if auth.isProven { connection.send(.hello(hello(channel))) } else { auth.start(on: connection) }
+        if auth.isProven { sendHello(channel, on: connection) } else { auth.start(on: connection) }
         connection.flush()
         connection.startReading()
     }
@@ -157,7 +191,7 @@ public final class DestinationAgent: @unchecked Sendable {
                               channel: Channel) throws(AgentError) -> Bool {
         guard !auth.isProven else { return false }
         if try auth.receive(try Message.decode(frame), on: connection) == .pending {
-            connection.send(.hello(hello(channel)))
+            sendHello(channel, on: connection)
         }
         return true
     }
@@ -165,7 +199,7 @@ public final class DestinationAgent: @unchecked Sendable {
     /// The bulk connection: pre-copy rounds, then the background stream.
     private func connectBulk() {
         bulk = TCPConnection.connect(loop: loop, to: configuration.source, name: "bulk", limits: sessionLimits) { [unowned self] connection, error in
-            if let error { return fail("cannot open the bulk connection to \(configuration.source): \(error)") }
+            if let error { return connectFailed("cannot open the bulk connection to \(configuration.source): \(error)") }
             connection.readBudget = Tuning.bulkReadBudget
             let auth = ConnectionAuth(key: configuration.key, role: .destination, encrypt: configuration.encrypt)
             bulkAuth = auth
@@ -230,9 +264,16 @@ public final class DestinationAgent: @unchecked Sendable {
         loop.assertOnLoop()
         let now = EventLoop.nowNanos()
         flow.releaseIfHeldTooLong(now: now)
-        let lastHeard = max(startNanos, urgent?.lastReceiveNanos ?? 0, bulk?.lastReceiveNanos ?? 0)
+        if recovering {
+            if Double(now - droppedNanos) / 1e9 > configuration.reconnectTimeoutSeconds {
+                return fail("could not resume the session within \(configuration.reconnectTimeoutSeconds) s "
+                    + "(reconnect timeout) after: \(dropReason)")
+            }
+            if phase == .reconnecting { return reconnectTick(now: now) }
+        }
+        let lastHeard = max(startNanos, urgent?.lastFrameNanos ?? 0, bulk?.lastFrameNanos ?? 0)
         if phase != .finished, Double(now - lastHeard) / 1e9 > configuration.peerTimeoutSeconds {
-            return fail("no data from the source for \(configuration.peerTimeoutSeconds) s (peer timeout)")
+            return lost("no data from the source for \(configuration.peerTimeoutSeconds) s (peer timeout)")
         }
         if phase == .migrating, now - lastProgressNanos > 1_000_000_000 {
             lastProgressNanos = now
@@ -241,7 +282,8 @@ public final class DestinationAgent: @unchecked Sendable {
         }
     }
 
-    /// Every page is here and the source's digest arrived: compare, tell the source, end.
+    /// Every page is here and the source's digest arrived: compare, tell the
+    /// source, and wait for it to acknowledge (it keeps the session until then).
     private func completeIfDone() {
         guard phase == .migrating, tracker.isComplete, let sourceDigest else { return }
         let digest = hashes.digest()
@@ -249,13 +291,23 @@ public final class DestinationAgent: @unchecked Sendable {
         report.sourceDigest = hex(sourceDigest)
         report.destinationDigest = hex(digest)
         report.elapsedSeconds = Double(EventLoop.nowNanos() - startNanos) / 1e9
-        let counts = installer.counts
-        urgent?.send(.done(pagesReceived: UInt64(counts.demand + counts.background), digest: digest))
-        urgent?.flush()
         if !report.digestMatch {
             report.error = "digest mismatch: source \(hex(sourceDigest)), destination \(hex(digest))"
         }
         configuration.progress("destination: all \(arena.pageCount) pages present in \(String(format: "%.2f", report.elapsedSeconds)) s; digest \(report.digestMatch ? "matches" : "DIFFERS")")
+        phase = .confirming
+        sendDone()
+    }
+
+    private func sendDone() {
+        let counts = installer.counts
+        urgent?.send(.done(pagesReceived: UInt64(counts.demand + counts.background), digest: hashes.digest()))
+        urgent?.flush()
+    }
+
+    /// The source acknowledged `done`: the migration is over on both sides.
+    private func confirmed() {
+        report.sourceConfirmed = true
         teardown()
     }
 
@@ -266,7 +318,121 @@ public final class DestinationAgent: @unchecked Sendable {
 
     private func connectionClosed(_ which: String, _ reason: TCPConnection.CloseReason) {
         guard phase != .finished else { return }
-        fail("the source's \(which) connection ended: \(reason)")
+        // Once every page is here the bulk connection has nothing left to carry:
+        // the source closes it when it acknowledges `done` on the urgent one.
+        if phase == .confirming, which == "bulk" { return }
+        lost("the source's \(which) connection ended: \(reason)")
+    }
+
+    private func connectFailed(_ reason: String) {
+        if phase == .reconnecting { return abandonAttempt(reason) }
+        lost(reason)
+    }
+
+    // MARK: Resume after a lost connection
+
+    /// A connection dropped or went silent. After switch-over the guest runs
+    /// here and its missing pages are only at the source: keep it blocked on
+    /// them and reconnect (`--reconnect-timeout`). Before, fail: the guest still
+    /// runs on the source and nothing is lost.
+    private func lost(_ reason: String) {
+        guard configuration.reconnectTimeoutSeconds > 0, [.migrating, .reconnecting, .confirming].contains(phase) else {
+            return fail(reason)
+        }
+        if phase == .reconnecting { return abandonAttempt(reason) }
+        if !recovering {
+            recovering = true
+            droppedNanos = EventLoop.nowNanos()
+            backoffNanos = 0
+        }
+        dropReason = reason
+        phase = .reconnecting
+        dropConnections()
+        nextAttemptNanos = EventLoop.nowNanos() + backoffNanos
+        configuration.progress("destination: lost the source (\(reason)); \(tracker.missingCount) pages still missing; "
+            + "reconnecting for up to \(configuration.reconnectTimeoutSeconds) s")
+    }
+
+    /// Closes the current connections without ending the migration; requests
+    /// queued meanwhile stay recorded in the tracker and are sent again.
+    private func dropConnections() {
+        for connection in [urgent, bulk].compactMap({ $0 }) {
+            connection.onClose = { _ in }
+            connection.close()
+        }
+        urgent = nil
+        bulk = nil
+        flow.bulk = nil
+        faults.urgent = nil
+        attemptStartedNanos = 0
+    }
+
+    /// The attempt in flight failed: close it and try again after a backoff.
+    private func abandonAttempt(_ reason: String) {
+        dropReason = reason
+        dropConnections()
+        backoffNanos = min(max(backoffNanos * 2, Tuning.reconnectBackoffNanos.lowerBound), Tuning.reconnectBackoffNanos.upperBound)
+        nextAttemptNanos = EventLoop.nowNanos() + backoffNanos
+    }
+
+    private func reconnectTick(now: UInt64) {
+        if attemptStartedNanos == 0 {
+            guard now >= nextAttemptNanos else { return }
+            attemptStartedNanos = now
+            connectUrgent()
+        } else if Double(now - attemptStartedNanos) / 1e9 > min(configuration.peerTimeoutSeconds, Tuning.reconnectAttemptSeconds) {
+            abandonAttempt("a reconnect attempt got no answer (\(dropReason))")
+        }
+    }
+
+    /// The source welcomed us back into the session: ask again for every page
+    /// still waited on, then open the bulk connection, which says what we hold.
+    private func resumed() {
+        urgent!.limits = sessionLimits
+        faults.urgent = urgent
+        attemptStartedNanos = 0
+        if sourceDigest != nil, tracker.isComplete {  // only the acknowledgement of `done` was missing
+            phase = .confirming
+            resumeComplete()
+            return sendDone()
+        }
+        phase = .migrating
+        var resent = 0
+        for page in 0..<arena.pageCount {
+            switch tracker.state(page) {
+            case .requested:
+                urgent!.send(kind: .request, count: 1, arg: UInt64(page))
+            case .staleRequested where backend.keepsStaleCopy:
+                urgent!.send(kind: .request, flags: RequestFlags.hasHash.rawValue, count: 1, arg: UInt64(page),
+                             payload: hashes.bytes(of: page))
+            case .staleRequested:
+                urgent!.send(kind: .request, count: 1, arg: UInt64(page))
+            default:
+                continue
+            }
+            resent += 1
+        }
+        urgent!.flush()
+        configuration.progress("destination: the source welcomed us back; asked again for \(resent) pages")
+        connectBulk()
+    }
+
+    /// The pages held here, as `have` frames of at most the session's control payload.
+    private func haveMessages() -> [Message] {
+        let perFrame = FrameLimits.sessionControlPayload * 8
+        return stride(from: 0, to: arena.pageCount, by: perFrame).map { first in
+            let count = min(perFrame, arena.pageCount - first)
+            var bits = [UInt8](repeating: 0, count: (count + 7) / 8)
+            for i in 0..<count where tracker.state(first + i) == .present { bits[i / 8] |= 1 << (i % 8) }
+            return .have(first: UInt64(first), bits: bits, count: count)
+        }
+    }
+
+    private func resumeComplete() {
+        recovering = false
+        backoffNanos = 0
+        report.resumes += 1
+        configuration.progress("destination: resumed the session (resume \(report.resumes)) after \(String(format: "%.2f", Double(EventLoop.nowNanos() - droppedNanos) / 1e9)) s")
     }
 
     private func fail(_ error: AgentError) {
@@ -278,6 +444,13 @@ public final class DestinationAgent: @unchecked Sendable {
     private func fail(_ reason: String) {
         loop.assertOnLoop()
         guard phase != .finished else { return }
+        if report.sourceDigest != nil, tracker.isComplete {
+            // Every page is here and checked: the guest is whole. Only the source's
+            // acknowledgement is missing; say so, but the migration succeeded here.
+            report.warning = "the source did not acknowledge the end of the migration: \(reason)"
+            configuration.progress("destination: warning: \(report.warning!)")
+            return teardown()
+        }
         report.error = "\(reason); \(tracker.missingCount) of \(arena.pageCount) pages still missing"
         report.pagesMissing = tracker.missingCount
         guest?.abort()
@@ -316,6 +489,7 @@ public final class DestinationAgent: @unchecked Sendable {
         report.refreshedPages = i.refreshed
         report.unchangedPages = i.unchanged
         report.precopyPages = i.precopy
+        report.unrequestedPages = i.unrequested
         report.pagesMissing = tracker.missingCount
         return report
     }

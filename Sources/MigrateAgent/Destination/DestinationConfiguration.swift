@@ -10,6 +10,9 @@ public struct DestinationConfiguration: Sendable {
     public var workload: @Sendable () -> (any DestinationWorkload)? = { nil }
     /// The key every connection proves, and the source must prove back (nil: none, `--insecure`).
     public var key: PresharedKey?
+    /// After switch-over, how long to keep reconnecting and resuming when a
+    /// connection drops or goes silent (0: a drop ends the migration).
+    public var reconnectTimeoutSeconds = 30.0
     /// Seal every frame after the key proof (`--encrypt`; needs `key`). The
     /// other agent must say the same, or the handshake is refused.
     public var encrypt = false

@@ -25,6 +25,8 @@ final class PageInstaller {
         var unchanged = 0
         /// Pages received before switch-over, written through the io view.
         var precopy = 0
+        /// Pages that came as answers to requests never made (installed, and counted here).
+        var unrequested = 0
     }
 
     private let loop: EventLoop
@@ -85,7 +87,7 @@ final class PageInstaller {
             while end < count, demand || end - i < Tuning.backgroundSlice,
                   case let s = tracker.state(first + end), s == .absent || s == .requested {
                 tracker.set(first + end, .present, demand: s == .requested)  // before the wake: the guest reads it
-                if s == .requested { answered += 1 }
+                if s == .requested { answered += 1 } else if demand { counts.unrequested += 1 }
                 end += 1
             }
             let outcome = try backend.installAbsent(first: first + i, count: end - i, from: payload + i * pageSize)

@@ -31,6 +31,7 @@ public final class BusyPoll {
     }
 
     public func close() {
+        // NextTurn.close asserts the loop thread.
         turn?.close()
         turn = nil
     }

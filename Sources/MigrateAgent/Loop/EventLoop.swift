@@ -22,6 +22,9 @@ public final class EventLoop: @unchecked Sendable {
     private var loopThread: pthread_t?
 
     public init() throws(AgentError) {
+        // A write to a connection the peer reset must fail with EPIPE, not kill the
+        // process: libuv writes with write(2), which raises SIGPIPE.
+        signal(SIGPIPE, SIG_IGN)
         raw = .allocate(capacity: 1)
         let rc = uv_loop_init(raw)
         guard rc == 0 else { raw.deallocate(); throw .system("uv_loop_init: \(uvError(rc))") }

@@ -4,10 +4,12 @@ import CLibUV
 /// `uv_poll_t`. Loop thread only; keeps itself alive until closed.
 public final class FdPoller {
     private let handle: UnsafeMutablePointer<uv_poll_t>
+    private let loop: EventLoop
     private let onReadable: () -> Void
 
     public init(loop: EventLoop, fd: Int32, onReadable: @escaping () -> Void) throws(AgentError) {
         loop.assertOnLoop()
+        self.loop = loop
         self.onReadable = onReadable
         handle = .allocate(capacity: 1)
         let rc = uv_poll_init(loop.raw, handle, fd)
@@ -20,6 +22,7 @@ public final class FdPoller {
 
     /// Stops watching and releases the handle (before the descriptor is closed).
     public func close() {
+        loop.assertOnLoop()
         uv_poll_stop(handle)
         closeHandle(handle) { h in
             let poller = Unmanaged<FdPoller>.fromOpaque(h!.pointee.data)

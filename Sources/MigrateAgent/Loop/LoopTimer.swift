@@ -3,10 +3,12 @@ import CLibUV
 /// A repeating `uv_timer_t`. Loop thread only; keeps itself alive until closed.
 public final class LoopTimer {
     private let handle: UnsafeMutablePointer<uv_timer_t>
+    private let loop: EventLoop
     private let action: () -> Void
 
     public init(loop: EventLoop, everyMillis: UInt64, _ action: @escaping () -> Void) {
         loop.assertOnLoop()
+        self.loop = loop
         self.action = action
         handle = .allocate(capacity: 1)
         uv_timer_init(loop.raw, handle)
@@ -17,6 +19,7 @@ public final class LoopTimer {
     }
 
     public func close() {
+        loop.assertOnLoop()
         closeHandle(handle) { h in
             let timer = Unmanaged<LoopTimer>.fromOpaque(h!.pointee.data)
             h!.deallocate()

@@ -26,6 +26,8 @@ public final class TCPConnection {
         case protocolViolation(WireError)
         /// The peer sent an error frame.
         case peerError(WireErrorCode, String)
+        /// We refused the peer with an error frame naming the reason.
+        case refused(WireErrorCode, String)
 
         public var description: String {
             switch self {
@@ -35,6 +37,7 @@ public final class TCPConnection {
             case .protocolViolation(let e):
                 if case .sealedRecord = e { "protocol violation on the encrypted connection: \(e)" } else { "malformed frame from the peer: \(e)" }
             case .peerError(let code, let m): "the peer reported \(code): \(m)"
+            case .refused(let code, let m): "refused the peer (\(code)): \(m)"
             }
         }
     }
@@ -56,6 +59,9 @@ public final class TCPConnection {
     public private(set) var bytesReceived: UInt64 = 0
     /// When the last bytes arrived (monotonic nanoseconds).
     public private(set) var lastReceiveNanos: UInt64 = EventLoop.nowNanos()
+    /// When the last complete frame arrived: liveness counts frames, not bytes,
+    /// so a peer trickling a byte at a time does not look alive.
+    public private(set) var lastFrameNanos: UInt64 = EventLoop.nowNanos()
 
     /// Bytes this connection may decode per loop iteration (nil: no limit).
     /// libuv reads a readable stream up to 32 times per wake-up, so a bulk
@@ -168,6 +174,7 @@ public final class TCPConnection {
                 close(.peerError(code, message))
                 return
             }
+            lastFrameNanos = lastReceiveNanos
             onFrame(frame)
             receive.consume(frame.size)
             if let next = openerAfterFrame {  // the frame just handled was the peer's last plain one
@@ -287,7 +294,7 @@ public final class TCPConnection {
         loop.assertOnLoop()
         guard !closed else { return }
         send(.error(code: code, message: String(decoding: message.utf8.prefix(1000), as: UTF8.self)))
-        closeWhenFlushed(reason ?? .local)
+        closeWhenFlushed(reason ?? .refused(code, message))
     }
 
     /// Writes what is queued, then closes (a plain `close` would drop queued frames).

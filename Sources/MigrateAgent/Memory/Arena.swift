@@ -4,6 +4,8 @@ import Glibc
 /// Guest memory: one memfd mapped twice. The *guest view* is what guest
 /// threads touch and what userfaultfd registers; the *io view* is only for the
 /// agent, so it can fill or read a page without faulting on its own arena.
+/// Or, on a source serving an existing image, the image file mapped once,
+/// read-only: both views are that mapping and nothing may write it.
 /// Immutable after init; the memory itself is shared by design (guest threads
 /// touch pages, the loop thread installs them), its ordering given by the kernel.
 public final class Arena: @unchecked Sendable {
@@ -15,9 +17,14 @@ public final class Arena: @unchecked Sendable {
     public let guestBase: UnsafeMutableRawPointer
     public let ioBase: UnsafeMutableRawPointer
     private let memfd: Int32
+    /// The file this arena maps read-only, or nil for a memfd arena.
+    public let imagePath: String?
 
+    /// Refuses, before anything is allocated, an arena this machine cannot
+    /// hold (`MemoryBudget`: available memory, the memory cgroup, rlimits).
     public init(size: Int, pageSize: Int = Arena.systemPageSize, name: String = "guest-arena") throws(AgentError) {
         precondition(size > 0 && size % pageSize == 0, "arena size must be a whole number of pages")
+        try MemoryBudget.current().check(arenaBytes: size, pageSize: pageSize)
         let fd = cuffd_memfd_create(name, CUFFD_MFD_CLOEXEC)
         guard fd >= 0 else { throw .system("memfd_create: \(String(cString: strerror(-fd)))") }
         guard ftruncate(fd, off_t(size)) == 0 else {
@@ -36,11 +43,44 @@ public final class Arena: @unchecked Sendable {
         self.pageCount = size / pageSize
         self.guestBase = guest
         self.ioBase = io
+        self.imagePath = nil
+    }
+
+    /// An existing memory image (a snapshot's memory file, or any file of whole
+    /// pages), mapped read-only. Unreadable, empty or misaligned files are refused
+    /// with the reason and the path.
+    public init(imageAt path: String, pageSize: Int = Arena.systemPageSize) throws(AgentError) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .invalidArgument("cannot open the memory file \(path): \(String(cString: strerror(errno)))") }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+            close(fd)
+            throw .invalidArgument("the memory file \(path) is not a regular file")
+        }
+        let size = Int(info.st_size)
+        guard size > 0, size % pageSize == 0 else {
+            close(fd)
+            throw .invalidArgument("the memory file \(path) has \(size) bytes, not a whole number of \(pageSize)-byte pages"
+                + (size == 0 ? " (it is empty)" : ""))
+        }
+        let p = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0)
+        guard p != MAP_FAILED, let base = p else {
+            let e = errno
+            close(fd)
+            throw .system("mmap of the memory file \(path) (\(ByteSize(bytes: size))): \(String(cString: strerror(e)))")
+        }
+        self.memfd = fd
+        self.size = size
+        self.pageSize = pageSize
+        self.pageCount = size / pageSize
+        self.guestBase = base
+        self.ioBase = base
+        self.imagePath = path
     }
 
     deinit {
         munmap(guestBase, size)
-        munmap(ioBase, size)
+        if ioBase != guestBase { munmap(ioBase, size) }
         close(memfd)
     }
 

@@ -17,9 +17,50 @@ public enum ReportFormatting {
         }
     }
 
+    /// Throws, naming `path`, unless a file can be written there: its directory
+    /// exists and is writable, and the path is not a directory or a read-only
+    /// file. Agents call it before the migration starts, so that a report path
+    /// that cannot work is refused before any memory moves.
+    public static func checkWritable(_ path: String, what: String = "the report") throws(AgentError) {
+        let directory = parentDirectory(of: path)
+        func refuse(_ reason: String) -> AgentError { .invalidArgument("cannot write \(what) to \(path): \(reason)") }
+        var info = stat()
+        guard stat(directory, &info) == 0 else {
+            throw refuse(errno == ENOENT ? "the directory \(directory) does not exist"
+                : "the directory \(directory): \(String(cString: strerror(errno)))")
+        }
+        guard info.st_mode & S_IFMT == S_IFDIR else { throw refuse("\(directory) is not a directory") }
+        guard access(directory, W_OK | X_OK) == 0 else {
+            throw refuse("the directory \(directory) is not writable (\(String(cString: strerror(errno))))")
+        }
+        guard stat(path, &info) == 0 else { return }
+        guard info.st_mode & S_IFMT != S_IFDIR else { throw refuse("it is a directory") }
+        guard access(path, W_OK) == 0 else { throw refuse("the file is not writable (\(String(cString: strerror(errno))))") }
+    }
+
+    /// The directory a file path is in: "." for a bare name, "/" for "/name".
+    static func parentDirectory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        let parent = String(path[..<slash])
+        return parent.isEmpty ? "/" : parent
+    }
+
     public static func read<T: Decodable>(_ type: T.Type, fromFile path: String) -> T? {
         guard let data = FileManager.default.contents(atPath: path) else { return nil }
         return try? JSONDecoder().decode(type, from: data)
+    }
+
+    /// The name of a Linux signal number: 9 is "SIGKILL", 34 "SIGRTMIN", 36 "SIGRTMIN+2".
+    public static func signalName(_ number: Int32) -> String {
+        let names = ["HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2", "PIPE",
+                     "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG", "XCPU", "XFSZ",
+                     "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS"]
+        switch number {
+        case 1...Int32(names.count): return "SIG" + names[Int(number) - 1]
+        case 34: return "SIGRTMIN"
+        case 35...64: return "SIGRTMIN+\(number - 34)"
+        default: return "unknown signal"
+        }
     }
 
     /// A latency summary as one line of text ("none measured" when empty), for the demo's report.

@@ -9,10 +9,15 @@ public struct DestinationReport: Codable, Sendable {
     public var succeeded = false
     public var error: String?
     public var pagesMissing = 0
+    /// Times the session was resumed after a connection dropped.
+    public var resumes = 0
     public var demandPages = 0
     public var backgroundPages = 0
     /// Pages that arrived again after they were installed (demand/background race).
     public var duplicatePages = 0
+    /// Pages sent as demand answers that were never requested: installed all the same
+    /// (they are the source's bytes), counted because a correct source never does it.
+    public var unrequestedPages = 0
     /// `UFFDIO_COPY` answered EEXIST: the page was already there.
     public var eexistRaces = 0
     /// Fault messages read from the userfaultfd.
@@ -44,6 +49,10 @@ public struct DestinationReport: Codable, Sendable {
     public var phases: FaultPhases?
     public var elapsedSeconds = 0.0
     public var digestMatch = false
+    /// The source acknowledged the end of the migration (it may release the guest's memory).
+    public var sourceConfirmed = false
+    /// Something worth knowing that did not fail the migration.
+    public var warning: String?
     public var sourceDigest: String?
     public var destinationDigest: String?
     public var arenaVerified = false
@@ -120,6 +129,8 @@ public struct SourceReport: Codable, Sendable {
     public var authentication = ""
     /// Connections refused: no key proof, too slow to finish the handshake, or too many at once.
     public var refusedConnections = 0
+    /// Times the destination resumed the session after its connections dropped.
+    public var resumes = 0
 
     public init(arenaBytes: Int, pageSize: Int) {
         self.arenaBytes = arenaBytes

@@ -16,7 +16,13 @@ import Wire
 /// method runs on that loop (asserted in debug builds). The guest and the
 /// digest run on threads of their own and reach the loop through `EventLoop.execute`.
 public final class SourceAgent: @unchecked Sendable {
-    private enum Phase { case awaitingDestination, precopy, postcopy, finished }
+    private enum Phase {
+        case awaitingDestination, precopy, postcopy
+        /// Post-copy with the destination's connections gone: the session and the
+        /// guest's memory are kept for `reconnectTimeoutSeconds` while it resumes.
+        case awaitingResume
+        case finished
+    }
 
     private let configuration: SourceConfiguration
     private let loop: EventLoop
@@ -50,6 +56,12 @@ public final class SourceAgent: @unchecked Sendable {
     private var digest: ArenaDigest?
     private var endSent = false
     private var sessionStartNanos: UInt64 = 0
+    /// When the destination's connections were lost (phase `awaitingResume`).
+    private var detachedNanos: UInt64 = 0
+    /// `have` frames a resumed bulk connection still owes before the stream restarts.
+    private var haveFramesDue = 0
+    /// Resumed bulk connections whose `have` frames have not all arrived.
+    private var resumingBulk: TCPConnection?
     private var startNanos: UInt64 = 0
     private var failure: String?
     private var setupError: AgentError?
@@ -63,19 +75,31 @@ public final class SourceAgent: @unchecked Sendable {
                 + "not \(configuration.pagesPerFrame)")
         }
         self.configuration = configuration
-        _ = try ByteSize(bytes: configuration.arenaSize).pages(of: configuration.pageSize)
         loop = try EventLoop()
-        arena = try Arena(size: configuration.arenaSize, pageSize: configuration.pageSize, name: "source-arena")
+        if let image = configuration.memoryFile {
+            // An image does not change while it is served: nothing to pre-copy or track.
+            guard configuration.precopyRounds == 0 else {
+                throw .invalidArgument("a memory file is served by pure post-copy; pre-copy rounds need a running guest")
+            }
+            arena = try Arena(imageAt: image, pageSize: configuration.pageSize)
+        } else {
+            _ = try ByteSize(bytes: configuration.arenaSize).pages(of: configuration.pageSize)
+            arena = try Arena(size: configuration.arenaSize, pageSize: configuration.pageSize, name: "source-arena")
+        }
         guest = configuration.workload(arena)
         sessionLimits = .session(pageSize: arena.pageSize, pageCount: UInt64(arena.pageCount))
         busyPoll = BusyPoll(loop: loop, windowMicros: configuration.busyPollMicros)
         sentSinceSwitchover = PageSet(pageCount: arena.pageCount)
-        report = SourceReport(arenaBytes: configuration.arenaSize, pageSize: configuration.pageSize)
+        report = SourceReport(arenaBytes: arena.size, pageSize: configuration.pageSize)
     }
 
     /// Fills the guest, listens, and runs until the migration ends. Throws when it failed.
     public func run() throws(AgentError) -> SourceReport {
-        configuration.progress("source: filling \(ByteSize(bytes: arena.size)) of guest memory (\(arena.pageCount) pages)")
+        if let image = arena.imagePath {
+            configuration.progress("source: serving \(ByteSize(bytes: arena.size)) of guest memory (\(arena.pageCount) pages) from \(image)")
+        } else {
+            configuration.progress("source: filling \(ByteSize(bytes: arena.size)) of guest memory (\(arena.pageCount) pages)")
+        }
         guest.populate()
         if configuration.precopyRounds > 0 {
             let probe: KernelProbe
@@ -156,8 +180,14 @@ public final class SourceAgent: @unchecked Sendable {
         }
         pending?.remove(connection)
         switch hello.channel {
+        case .urgent where hello.sessionID != 0:
+            guard hello.sessionID == sessionID, phase == .postcopy || phase == .awaitingResume else {
+                connection.fail(.unknownSession, "no migration session \(hex(hello.sessionID)) can be resumed here")
+                return
+            }
+            resumeUrgent(connection)
         case .urgent:
-            guard urgent == nil else {
+            guard sessionID == 0 else {
                 connection.fail(.busy, "this source is already migrating to another destination")
                 return
             }
@@ -171,11 +201,15 @@ public final class SourceAgent: @unchecked Sendable {
             }
             startSession(urgent: connection)
         case .bulk:
-            guard let urgent, !urgent.isClosed, hello.sessionID == sessionID, bulk == nil else {
+            guard let urgent, !urgent.isClosed, hello.sessionID == sessionID, hello.resumeCount > 0 || bulk == nil else {
                 connection.fail(.unknownSession, "no migration session \(hex(hello.sessionID)) waits for a bulk connection")
                 return
             }
-            startBulk(connection)
+            if hello.resumeCount > 0 {
+                resumeBulk(connection, haveFrames: Int(hello.resumeCount))
+            } else {
+                startBulk(connection)
+            }
         }
     }
 
@@ -210,6 +244,82 @@ public final class SourceAgent: @unchecked Sendable {
         } else {
             switchover(pending: [])
         }
+    }
+
+    // MARK: Resume
+
+    /// The destination lost its connections (or they went silent) after
+    /// switch-over: keep the session and the memory, wait for it to come back.
+    private func detach(_ reason: String) {
+        guard configuration.reconnectTimeoutSeconds > 0, phase == .postcopy else { return abort(reason) }
+        phase = .awaitingResume
+        detachedNanos = EventLoop.nowNanos()
+        dropConnections()
+        configuration.progress("source: lost the destination (\(reason)); keeping the session for it to resume "
+            + "within \(configuration.reconnectTimeoutSeconds) s")
+    }
+
+    /// Closes the destination's current connections without ending the session.
+    private func dropConnections() {
+        for connection in [urgent, bulk, resumingBulk].compactMap({ $0 }) {
+            connection.onClose = { _ in }
+            connection.close()
+        }
+        urgent = nil
+        bulk = nil
+        resumingBulk = nil
+    }
+
+    /// An authenticated destination resumes its session: its new urgent
+    /// connection replaces the old one (which may not even have failed here yet).
+    private func resumeUrgent(_ connection: TCPConnection) {
+        if phase == .postcopy {  // it noticed the drop before we did
+            phase = .awaitingResume
+            detachedNanos = EventLoop.nowNanos()
+        }
+        dropConnections()
+        urgent = connection
+        connection.configureForDemand()
+        connection.limits = sessionLimits
+        connection.onFrame = { [unowned self] in urgentFrame($0) }
+        connection.onClose = { [unowned self] in peerClosed("urgent", $0) }
+        connection.send(.welcome(Welcome(pageSize: arena.pageSize, pageCount: UInt64(arena.pageCount), sessionID: sessionID)))
+        connection.flush()
+        configuration.progress("source: destination is resuming the session")
+    }
+
+    /// The resumed bulk connection: it first says which pages the destination
+    /// holds (`have`), then the stream restarts over every page it lacks.
+    private func resumeBulk(_ connection: TCPConnection, haveFrames: Int) {
+        resumingBulk?.close()
+        resumingBulk = connection
+        haveFramesDue = haveFrames
+        sentSinceSwitchover.removeAll()
+        connection.limits = sessionLimits
+        connection.onFrame = { [unowned self, unowned connection] frame in have(frame, on: connection) }
+        connection.onClose = { [unowned self] in peerClosed("bulk", $0) }
+    }
+
+    private func have(_ frame: ParsedFrame, on connection: TCPConnection) {
+        guard frame.header.kind == .have, case .have(let first, let bits, let count)? = try? Message.decode(frame) else {
+            return connection.fail(.protocolViolation, "expected a have frame on a resumed bulk connection, got \(frame.header.kind)")
+        }
+        for i in 0..<count where bits[i / 8] >> (i % 8) & 1 != 0 { sentSinceSwitchover.insert(Int(first) + i) }
+        haveFramesDue -= 1
+        guard haveFramesDue == 0 else { return }
+        resumingBulk = nil
+        bulk = connection
+        phase = .postcopy
+        report.resumes += 1  // counted when complete, as the destination counts it
+        configuration.progress("source: destination resumed the session (resume \(report.resumes)); "
+            + "it holds \(sentSinceSwitchover.count) pages")
+        connection.onFrame = { [unowned connection] frame in
+            connection.fail(.protocolViolation, "unexpected \(frame.header.kind) frame on the bulk connection")
+        }
+        connection.onWritable = { [unowned self] in pump() }
+        endSent = false
+        stream = PageStream(arena: arena, pages: nil, pagesPerFrame: configuration.pagesPerFrame, skip: sentSinceSwitchover)
+        pump()
     }
 
     // MARK: Pre-copy
@@ -285,6 +395,8 @@ public final class SourceAgent: @unchecked Sendable {
             report.destinationDigestMatch = theirDigest == digest?.value
             configuration.progress("source: destination received \(received) pages; digest \(report.destinationDigestMatch ? "matches" : "DIFFERS")")
             if !report.destinationDigestMatch { failure = "the destination's digest differs from the source's" }
+            // The acknowledgement: the destination keeps resuming until it reads it.
+            urgent.send(.done(pagesReceived: received, digest: digest?.value ?? 0))
             finish()
         default:
             urgent.fail(.protocolViolation, "unexpected \(frame.header.kind) frame on the urgent connection")
@@ -315,7 +427,7 @@ public final class SourceAgent: @unchecked Sendable {
             endSent = true
             endSentNanos = EventLoop.nowNanos()
             configuration.progress("source: background stream complete (\(stream.pagesSent) pages)")
-        case .awaitingDestination, .finished:
+        case .awaitingDestination, .awaitingResume, .finished:
             break
         }
     }
@@ -327,6 +439,13 @@ public final class SourceAgent: @unchecked Sendable {
     private func checkDestinationReads() {
         let now = EventLoop.nowNanos()
         let timeout = configuration.peerTimeoutSeconds
+        if phase == .awaitingResume {
+            if Double(now - detachedNanos) / 1e9 > configuration.reconnectTimeoutSeconds {
+                abort("the destination did not resume the session within \(configuration.reconnectTimeoutSeconds) s "
+                    + "(reconnect timeout); the guest's memory is still here, unchanged")
+            }
+            return
+        }
         guard let bulk else {
             if Double(now - sessionStartNanos) / 1e9 > timeout {
                 abort("the destination did not open its bulk connection within \(timeout) s (peer timeout)")
@@ -334,21 +453,21 @@ public final class SourceAgent: @unchecked Sendable {
             return
         }
         if bulk.backlog > 0, Double(now - bulk.lastWriteNanos) / 1e9 > timeout {
-            abort("the destination has not read for \(timeout) s (peer timeout); \(bulk.backlog) bytes still queued for it")
-        } else if endSent, Double(now - max(endSentNanos, urgent?.lastReceiveNanos ?? 0)) / 1e9 > timeout {
-            abort("the destination did not confirm the migration (done) within \(timeout) s of the last page (peer timeout)")
+            detach("the destination has not read for \(timeout) s (peer timeout); \(bulk.backlog) bytes still queued for it")
+        } else if endSent, Double(now - max(endSentNanos, urgent?.lastFrameNanos ?? 0)) / 1e9 > timeout {
+            detach("the destination did not confirm the migration (done) within \(timeout) s of the last page (peer timeout)")
         }
     }
 
     // MARK: Ending
 
     private func peerClosed(_ which: String, _ reason: TCPConnection.CloseReason) {
-        guard phase != .finished else { return }
+        guard phase != .finished, phase != .awaitingResume else { return }
         // The destination may close the bulk connection once it has everything,
         // before its "done" on the urgent one is read here.
         if which == "bulk", endSent, case .endOfStream = reason { return }
         let sent = (stream?.pagesSent ?? 0) + (demand?.counts.pagesSent ?? 0)
-        abort("destination's \(which) connection ended before the migration finished (\(reason)); "
+        detach("destination's \(which) connection ended before the migration finished (\(reason)); "
             + "\(sent) of \(arena.pageCount) pages had been sent since switch-over")
     }
 
@@ -364,8 +483,9 @@ public final class SourceAgent: @unchecked Sendable {
         report.elapsedSeconds = Double(EventLoop.nowNanos() - startNanos) / 1e9
         tracker?.stop()
         guest.pause {}
-        urgent?.close()
+        urgent?.closeWhenFlushed()  // the acknowledgement of `done` goes out first
         bulk?.close()
+        resumingBulk?.close()
         listener?.close()
         pending?.closeAll()
         handshakeTimer?.close()

@@ -2,6 +2,9 @@
 public struct SourceConfiguration: Sendable {
     public var listen = SocketAddress(host: "127.0.0.1", port: 0)
     public var arenaSize = 256 << 20
+    /// Serve this existing memory image (read-only, pure post-copy) instead of a
+    /// fresh arena of `arenaSize`; the workload must not write it.
+    public var memoryFile: String?
     public var pageSize = Arena.systemPageSize
     /// What runs in the arena until switch-over; the engine only pauses it and
     /// moves its state. Default: nothing runs, the memory stays as it is.
@@ -27,6 +30,9 @@ public struct SourceConfiguration: Sendable {
     public var bulkHighWater = 1 << 20
     /// The key every connection must prove before anything else (nil: none, `--insecure`).
     public var key: PresharedKey?
+    /// After switch-over, how long the session and the guest's memory are kept for a
+    /// destination whose connections dropped to resume it (0: a drop ends the migration).
+    public var reconnectTimeoutSeconds = 30.0
     /// Seal every frame after the key proof (`--encrypt`; needs `key`). The
     /// other agent must say the same, or the handshake is refused.
     public var encrypt = false
