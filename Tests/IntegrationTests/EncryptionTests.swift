@@ -87,30 +87,56 @@ struct EncryptionTests {
         }
     }
 
-    /// Connection 0 is urgent (demand pages), 1 is bulk (the background stream). The
-    /// flip comes 64 KiB in, well past the handshake. The destination names the
-    /// record that failed and its connection; a failure on urgent reaches the source
-    /// in the error frame on that same connection. (On bulk the destination also
-    /// closes urgent as it gives up, and the source may see that first.)
-    @Test("a byte flipped in the encrypted stream closes the connection with the reason named", arguments: [1, 0])
-    func tamperedByte(connection: Int) throws {
+    /// Connection 0 is urgent (demand pages), 1 is bulk (the background stream);
+    /// the flip comes well after switch-over (64 KiB into urgent, 4 MiB into
+    /// bulk). The destination names the record that failed and its connection,
+    /// then resumes the session on new connections (which the relay leaves
+    /// alone) like after any dropped connection, and the migration completes.
+    @Test("a byte flipped in the encrypted stream closes that connection with the reason named; the session resumes",
+          arguments: [0, 1])
+    func tamperedByteResumes(connection: Int) throws {
+        let scratch = AgentHarness.scratchDirectory()
+        let destinationPath = scratch.appendingPathComponent("d.json").path
         let (source, address) = try AgentHarness.startSource(arena: "64MiB", extra: ["--encrypt"])
         defer { source.terminate() }
-        let relay = try TamperingRelay(to: address, flipConnection: connection, flipAfter: 64 * 1024)
+        let relay = try TamperingRelay(to: address, flipConnection: connection, flipAfter: connection == 0 ? 64 * 1024 : 4 << 20)
         defer { relay.stop() }
         let destination = try AgentHarness.start([
             "destination", "--connect", relay.address, "--arena", "64MiB", "--guest-threads", "2", "--encrypt",
+            "--report-json", destinationPath,
+        ])
+        #expect(destination.wait(seconds: 90) == 0, "destination: \(destination.capturedOutput)")
+        #expect(source.wait(seconds: 30) == 0, "source: \(source.capturedOutput)")
+        #expect(relay.didFlip)
+        let output = destination.capturedOutput
+        let name = connection == 0 ? "urgent" : "bulk"
+        #expect(output.contains("the source's \(name) connection ended: protocol violation on the encrypted connection: sealed record")
+            && output.contains("does not authenticate"), "destination: \(output)")
+        let d = try #require(ReportFormatting.read(DestinationReport.self, fromFile: destinationPath))
+        #expect(d.digestMatch && d.arenaVerified && d.guest?.mismatches == 0)
+        #expect(d.resumes >= 1)
+    }
+
+    /// Without resume the failed open ends the migration, and both sides say why:
+    /// the destination's error frame goes back on the same (urgent) connection.
+    @Test("without resume, a flipped byte ends the migration with the reason named on both sides")
+    func tamperedByteWithoutResume() throws {
+        let (source, address) = try AgentHarness.startSource(arena: "64MiB", extra: ["--encrypt", "--reconnect-timeout", "0"])
+        defer { source.terminate() }
+        let relay = try TamperingRelay(to: address, flipConnection: 0, flipAfter: 64 * 1024)
+        defer { relay.stop() }
+        let destination = try AgentHarness.start([
+            "destination", "--connect", relay.address, "--arena", "64MiB", "--guest-threads", "2", "--encrypt",
+            "--reconnect-timeout", "0",
         ])
         #expect(destination.wait(seconds: 60) == 1)
         destination.awaitOutputEnd(seconds: 5)
         #expect(relay.didFlip)
         let output = destination.capturedOutput
-        #expect(output.contains("sealed record") && output.contains("does not authenticate"), "destination: \(output)")
-        #expect(output.contains(connection == 0 ? "urgent connection" : "bulk connection"), "the failing connection is named: \(output)")
+        #expect(output.contains("urgent connection ended: protocol violation on the encrypted connection: sealed record")
+            && output.contains("does not authenticate"), "destination: \(output)")
         #expect(source.wait(seconds: 30) == 1, "the source ends too: \(source.capturedOutput)")
         source.awaitOutputEnd(seconds: 5)
-        if connection == 0 {
-            #expect(source.capturedOutput.contains("sealed record"), "source: \(source.capturedOutput)")
-        }
+        #expect(source.capturedOutput.contains("sealed record"), "source: \(source.capturedOutput)")
     }
 }
