@@ -117,6 +117,29 @@ struct EncryptionTests {
         #expect(d.resumes >= 1)
     }
 
+    /// Each resumed connection proves the key again and gets fresh record keys and
+    /// counters: cut connections at random offsets (the resume tests' relay) and
+    /// the encrypted session still completes.
+    @Test("encrypted connections cut at random offsets are resumed and the migration completes", arguments: [UInt64(7), 8])
+    func cutEncryptedConnections(seed: UInt64) throws {
+        let scratch = AgentHarness.scratchDirectory()
+        let destinationPath = scratch.appendingPathComponent("d.json").path
+        let (source, address) = try AgentHarness.startSource(arena: "64MiB", extra: ["--encrypt"])
+        defer { source.terminate() }
+        let proxy = try CuttingProxy(target: address, cuts: 3, cutAfterBytes: (256 << 10)...(40 << 20), seed: seed)
+        defer { proxy.stop() }
+        let destination = try AgentHarness.start([
+            "destination", "--connect", proxy.address, "--arena", "64MiB", "--guest-threads", "2", "--encrypt",
+            "--report-json", destinationPath, "--reconnect-timeout", "20",
+        ])
+        defer { destination.terminate() }
+        #expect(destination.wait(seconds: 90) == 0, "\(destination.capturedOutput)")
+        #expect(source.wait(seconds: 30) == 0, "\(source.capturedOutput)")
+        let d = try #require(ReportFormatting.read(DestinationReport.self, fromFile: destinationPath))
+        #expect(d.digestMatch && d.arenaVerified && d.guest?.mismatches == 0)
+        #expect(proxy.cuts >= 1)
+    }
+
     /// Without resume the failed open ends the migration, and both sides say why:
     /// the destination's error frame goes back on the same (urgent) connection.
     @Test("without resume, a flipped byte ends the migration with the reason named on both sides")
