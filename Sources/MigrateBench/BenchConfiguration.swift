@@ -24,6 +24,8 @@ public struct BenchConfiguration: Sendable {
     public var pinnedBaselines = true
     /// `--busy-poll` for both agents (microseconds); nil: the agents' default.
     public var busyPollMicros: Int?
+    /// Both agents of every run encrypt their connections (`--encrypt`).
+    public var encrypt = false
     /// Deadline of one agent run (source and destination), seconds.
     public var runTimeoutSeconds = 180.0
     /// Where per-run reports and logs go; nil: a temporary directory, removed after a successful run.

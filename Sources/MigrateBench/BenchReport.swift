@@ -37,6 +37,8 @@ public struct BenchSettings: Codable, Sendable {
     public var bandwidthBytes: Int
     /// `--busy-poll` given to both agents; nil: their default.
     public var busyPollMicros: Int?
+    /// Both agents ran with `--encrypt` (nil in reports from before the option: off).
+    public var encrypt: Bool? = nil
     public var commandLine: [String]
 }
 

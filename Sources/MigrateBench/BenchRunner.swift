@@ -28,7 +28,7 @@ public final class BenchRunner {
                                     writeRatio: configuration.writeRatio, scenarios: [],
                                     migrationSizes: configuration.migrationSizes, baselineSamples: configuration.baselineSamples,
                                     bandwidthBytes: configuration.bandwidthBytes, busyPollMicros: configuration.busyPollMicros,
-                                    commandLine: configuration.commandLine),
+                                    encrypt: configuration.encrypt, commandLine: configuration.commandLine),
             backend: .missing)
         do {
             try measure(into: &report)
@@ -172,7 +172,7 @@ public final class BenchRunner {
 
     /// Options given to both agents of every run.
     private var agentOptions: [String] {
-        configuration.busyPollMicros.map { ["--busy-poll", "\($0)"] } ?? []
+        (configuration.busyPollMicros.map { ["--busy-poll", "\($0)"] } ?? []) + (configuration.encrypt ? ["--encrypt"] : [])
     }
 
     // MARK: Whole migrations

@@ -13,6 +13,8 @@ public struct DemoRunner {
         public var dirtyRate = 20_000
         public var protection: BackendKind?
         public var precopyRounds = 0
+        /// Both agents seal their connections (`--encrypt`).
+        public var encrypt = false
         public var timeoutSeconds = 300.0
         /// The demo's own progress lines (the agents' pids); the CLI prints them on stderr.
         public var progress: @Sendable (String) -> Void = { _ in }
@@ -82,7 +84,7 @@ public struct DemoRunner {
             "source", "--listen", "127.0.0.1:0", "--arena", arena, "--guest-threads", "2",
             "--dirty-rate", "\(configuration.dirtyRate)", "--report-json", sourceReport,
             "--precopy-rounds", "\(configuration.precopyRounds)", "--psk-file", key,
-        ], name: "source")
+        ] + (configuration.encrypt ? ["--encrypt"] : []), name: "source")
         configuration.progress("demo: source is process \(source.pid), files in \(directory.path)")
         var destination: AgentProcess?
         func finish(_ error: String?) -> Report {
@@ -106,6 +108,7 @@ public struct DemoRunner {
             "--write-ratio", "\(configuration.writeRatio)", "--report-json", destinationReport, "--psk-file", key,
         ]
         if let protection = configuration.protection { arguments += ["--protection", protection.rawValue] }
+        if configuration.encrypt { arguments.append("--encrypt") }
         do {
             destination = try agents.start(executable: configuration.executable, arguments: arguments, name: "destination")
         } catch {

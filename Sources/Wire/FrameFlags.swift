@@ -18,3 +18,16 @@ public struct RequestFlags: OptionSet, Hashable, Sendable {
     /// stale copy the destination holds, so the source can answer `unchanged`.
     public static let hasHash = RequestFlags(rawValue: 1 << 0)
 }
+
+/// Flag bits of an `authNonce` frame (header bytes 6–7): what the sender will
+/// do once the key is proven. Both agents must send the same bits; a
+/// mismatch is refused with `authenticationFailed`, and the bits are bound
+/// into the key proofs, so they cannot be changed in transit unnoticed.
+public struct AuthFlags: OptionSet, Hashable, Sendable {
+    public let rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
+
+    /// Every byte after each side's `authProof` is a sealed record (`SealedRecord`),
+    /// in both directions (`--encrypt`).
+    public static let encrypt = AuthFlags(rawValue: 1 << 0)
+}

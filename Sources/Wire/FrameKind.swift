@@ -25,7 +25,8 @@ public enum FrameKind: UInt8, Sendable, CaseIterable {
     /// Destination → source when resuming: a bitmap of the pages it already holds.
     case have = 12
     /// Either way, first on every connection (destination, then source): a fresh
-    /// random nonce for the key proof. No other field; nothing about the guest.
+    /// random nonce for the key proof, and in the flags (`AuthFlags`) whether the
+    /// sender seals the connection after the proof. Nothing about the guest.
     case authNonce = 13
     /// Either way after the nonces (destination first): an HMAC over both nonces
     /// proving knowledge of the pre-shared key. The source sends its proof only
@@ -47,6 +48,7 @@ extension FrameKind {
         switch self {
         case .request: RequestFlags.hasHash.rawValue
         case .pages: PageFlags.demand.rawValue | PageFlags.refresh.rawValue
+        case .authNonce: AuthFlags.encrypt.rawValue
         default: 0
         }
     }

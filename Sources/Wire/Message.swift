@@ -21,8 +21,9 @@ public enum Message: Equatable, Sendable {
     /// Bit `i` of the run (`bits[i / 8] >> (i % 8) & 1`) says whether page `first + i`
     /// is held; bits past `count` in the last byte are zero.
     case have(first: UInt64, bits: [UInt8], count: Int)
-    /// A fresh nonce of `WireConstants.authTokenSize` bytes.
-    case authNonce([UInt8])
+    /// A fresh nonce of `WireConstants.authTokenSize` bytes, and what the sender
+    /// will do once the key is proven (`AuthFlags`, in the header's flags).
+    case authNonce([UInt8], options: AuthFlags = [])
     /// A key proof of `WireConstants.authTokenSize` bytes.
     case authProof([UInt8])
 
@@ -75,8 +76,8 @@ extension Message: CustomStringConvertible {
             "error(\(code), \"\(message)\")"
         case .have(let first, _, let count):
             "have(first: \(first), count: \(count))"
-        case .authNonce:
-            "authNonce"
+        case .authNonce(_, let options):
+            options.contains(.encrypt) ? "authNonce(encrypt)" : "authNonce"
         case .authProof:
             "authProof"
         }

@@ -64,7 +64,7 @@ extension Message {
             }
             self = .have(first: header.arg, bits: bits, count: count)
         case .authNonce:
-            self = .authNonce(Array(payload))
+            self = .authNonce(Array(payload), options: AuthFlags(rawValue: header.flags))
         case .authProof:
             self = .authProof(Array(payload))
         }

@@ -50,7 +50,10 @@ extension Message {
         case .have(let first, let bits, let n):
             precondition(bits.count == (n + 7) / 8, "have: \(bits.count) bitmap bytes for \(n) bits")
             (arg, count, payload) = (first, UInt64(n), bits)
-        case .authNonce(let token), .authProof(let token):
+        case .authNonce(let token, let options):
+            precondition(token.count == WireConstants.authTokenSize, "auth token of \(token.count) bytes")
+            (flags, payload) = (options.rawValue, token)
+        case .authProof(let token):
             precondition(token.count == WireConstants.authTokenSize, "auth token of \(token.count) bytes")
             payload = token
         }

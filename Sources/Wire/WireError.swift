@@ -24,6 +24,11 @@ public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
     case badPayload(kind: FrameKind, reason: String)
     /// A well-formed frame that is not allowed here (e.g. a page frame before the handshake).
     case unexpectedFrame(kind: FrameKind)
+    /// On an encrypted connection (`--encrypt`): a sealed record that does not
+    /// open (altered, truncated, replayed, reordered or from another key), or
+    /// whose length is out of bounds. `record` counts the records of that
+    /// direction from 0.
+    case sealedRecord(record: UInt64, reason: String)
 
     public var description: String {
         switch self {
@@ -49,6 +54,8 @@ public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
             "invalid \(kind) payload: \(reason)"
         case .unexpectedFrame(let kind):
             "unexpected \(kind) frame at this stage of the session (e.g. a page frame before the handshake)"
+        case .sealedRecord(let record, let reason):
+            "sealed record \(record) rejected: \(reason)"
         }
     }
 

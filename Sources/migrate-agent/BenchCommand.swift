@@ -27,6 +27,8 @@ struct BenchCommand: ParsableCommand {
     var pinnedBaselines = true
     @Option(help: "Passed to both agents as --busy-poll (microseconds; 0: off). Default: the agents' own.")
     var busyPoll: Int?
+    @Flag(help: "Both agents of every run encrypt their connections (--encrypt): measures the cost of encryption.")
+    var encrypt = false
     @Option(help: "Seconds one agent run may take before it is killed and the benchmark fails.") var runTimeout = 180.0
     @Option(help: "Keep per-run reports and logs in this directory (default: a temporary one, removed on success).")
     var workDir: String?
@@ -64,6 +66,7 @@ struct BenchCommand: ParsableCommand {
         configuration.pinnedBaselines = pinnedBaselines
         configuration.runTimeoutSeconds = runTimeout
         configuration.busyPollMicros = busyPoll
+        configuration.encrypt = encrypt
         configuration.workDirectory = workDir
         configuration.commandLine = CommandLine.arguments
         configuration.progress = { Console.err($0) }

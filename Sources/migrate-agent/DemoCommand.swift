@@ -16,6 +16,7 @@ struct DemoCommand: ParsableCommand {
     @Option(help: "Pages per second the source's guest writes until switch-over.") var dirtyRate = 20_000
     @Option(help: "Fraction of destination guest accesses that also write.") var writeRatio = 0.2
     @Option(help: "Seconds before the demo gives up.") var timeout = 300.0
+    @Flag(help: "Both agents encrypt their connections (--encrypt).") var encrypt = false
     @Flag(help: "Print the report as JSON.") var json = false
 
     func validate() throws {
@@ -36,6 +37,7 @@ struct DemoCommand: ParsableCommand {
         configuration.precopyRounds = precopyRounds
         configuration.dirtyRate = dirtyRate
         configuration.writeRatio = writeRatio
+        configuration.encrypt = encrypt
         configuration.progress = { Console.err($0) }
         try runReportingErrors {
             let report = try DemoRunner(configuration: configuration).run()

@@ -50,6 +50,7 @@ struct DestinationCommand: ParsableCommand {
             try checkWritable(reportJson)
             try checkWritable(latencyHistogram, what: "the latency histogram")
             configuration.key = try key.load(role: "destination")
+            configuration.encrypt = key.encrypt
             configuration.source = try SocketAddress(parsing: connect)
             let agent = try DestinationAgent(configuration: configuration)
             _ = try runAgent(reportJson: reportJson, json: json, text: ReportFormatting.text, current: { agent.currentReport }) {

@@ -10,8 +10,17 @@ struct KeyOptions: ParsableArguments {
     var pskFile: String?
     @Flag(help: "Run without a key: anyone who can reach the port can read the guest's memory.")
     var insecure = false
+    @Flag(help: ArgumentHelp(
+        "Encrypt every frame after the key proof (AES-256-GCM, keys derived per connection and direction).",
+        discussion: "Needs --psk-file; the other agent must be started with --encrypt too, or the handshake is refused."))
+    var encrypt = false
 
     func validate() throws {
+        if encrypt && pskFile == nil {
+            throw ValidationError(insecure
+                ? "--encrypt needs a pre-shared key: it cannot be used with --insecure"
+                : "--encrypt needs a pre-shared key: give --psk-file FILE (make one with `migrate-agent keygen FILE`)")
+        }
         guard (pskFile != nil) != insecure else {
             throw ValidationError(insecure
                 ? "--psk-file and --insecure exclude each other"

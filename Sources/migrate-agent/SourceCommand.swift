@@ -74,6 +74,7 @@ struct SourceCommand: ParsableCommand {
         try runReportingErrors {
             try checkWritable(reportJson)
             configuration.key = try key.load(role: "source")
+            configuration.encrypt = key.encrypt
             configuration.listen = try SocketAddress(parsing: listen)
             let agent = try SourceAgent(configuration: configuration)
             _ = try runAgent(reportJson: reportJson, json: json, text: ReportFormatting.text, current: { agent.currentReport }) {

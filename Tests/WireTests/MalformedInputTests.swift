@@ -187,4 +187,16 @@ struct AuthFrameTests {
         let frame = Message.authNonce(Array(repeating: 7, count: 32)).encoded()
         #expect(try decodeAll([frame[...]], limits: .handshake) == [.authNonce(Array(repeating: 7, count: 32))])
     }
+
+    @Test("the encrypt flag of authNonce round-trips; no other flag is defined, and authProof has none")
+    func authNonceFlags() throws {
+        let nonce = Array(repeating: UInt8(7), count: 32)
+        let frame = Message.authNonce(nonce, options: .encrypt).encoded()
+        #expect(frame[6] == 1 && frame[7] == 0, "bit 0 of the header's flags")
+        #expect(try decodeAll([frame[...]], limits: .handshake) == [.authNonce(nonce, options: .encrypt)])
+        #expect(firstError(rawHeader(.authNonce, flags: 2, length: 32) + nonce, limits: .handshake)
+            == .reservedNotZero(kind: .authNonce, field: "flags", value: 2))
+        #expect(firstError(rawHeader(.authProof, flags: 1, length: 32) + nonce, limits: .handshake)
+            == .reservedNotZero(kind: .authProof, field: "flags", value: 1))
+    }
 }

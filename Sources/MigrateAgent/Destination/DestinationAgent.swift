@@ -92,7 +92,7 @@ public final class DestinationAgent: @unchecked Sendable {
                                   faults: faults, busyPoll: busyPoll, loop: loop)
         sessionLimits = .session(pageSize: space.pageSize, pageCount: UInt64(space.pageCount))
         report = DestinationReport(backend: memory.kind, arenaBytes: memory.bytes, pageSize: space.pageSize)
-        report.authentication = configuration.key == nil ? "none (--insecure)" : "pre-shared key"
+        report.authentication = ConnectionAuth.describe(key: configuration.key, encrypt: configuration.encrypt)
     }
 
     /// Connects, migrates and runs the guest. Returns the report; throws when the migration failed.
@@ -117,7 +117,7 @@ public final class DestinationAgent: @unchecked Sendable {
         urgent = TCPConnection.connect(loop: loop, to: configuration.source, name: "urgent", limits: .handshake) { [unowned self] connection, error in
             if let error { return connectFailed("cannot connect to the source at \(configuration.source): \(error)") }
             connection.configureForDemand()
-            let auth = ConnectionAuth(key: configuration.key, role: .destination)
+            let auth = ConnectionAuth(key: configuration.key, role: .destination, encrypt: configuration.encrypt)
             urgentAuth = auth
             connection.onFrame = { [unowned self] frame in
                 handle { () throws(AgentError) in
@@ -199,7 +199,7 @@ public final class DestinationAgent: @unchecked Sendable {
         bulk = TCPConnection.connect(loop: loop, to: configuration.source, name: "bulk", limits: sessionLimits) { [unowned self] connection, error in
             if let error { return connectFailed("cannot open the bulk connection to \(configuration.source): \(error)") }
             connection.readBudget = Tuning.bulkReadBudget
-            let auth = ConnectionAuth(key: configuration.key, role: .destination)
+            let auth = ConnectionAuth(key: configuration.key, role: .destination, encrypt: configuration.encrypt)
             bulkAuth = auth
             connection.onFrame = { [unowned self] frame in
                 handle { () throws(AgentError) in

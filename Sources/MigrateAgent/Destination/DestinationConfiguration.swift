@@ -13,6 +13,9 @@ public struct DestinationConfiguration: Sendable {
     /// After switch-over, how long to keep reconnecting and resuming when a
     /// connection drops or goes silent (0: a drop ends the migration).
     public var reconnectTimeoutSeconds = 30.0
+    /// Seal every frame after the key proof (`--encrypt`; needs `key`). The
+    /// other agent must say the same, or the handshake is refused.
+    public var encrypt = false
     /// With no byte from the source for this long, the migration fails.
     public var peerTimeoutSeconds = 10.0
     /// Microseconds the loop keeps polling instead of sleeping after demand activity (0: off).

@@ -5,8 +5,16 @@ import Wire
 /// a byte slab, large payloads (pages) are referenced where they already are,
 /// so a page goes from the arena to the socket with no copy. One `uv_write` is
 /// in flight at a time; frames queued meanwhile wait in the other slab.
+///
+/// Once `startSealing` ran (an encrypted connection), frames are instead
+/// copied into a staging buffer of `SealedRecord.maxPlaintext` bytes that
+/// the connection owns; each time it fills, and at every flush, its bytes are
+/// sealed as one record into the slab. Frames queued before the switch go out
+/// as they were. Without encryption nothing of this runs.
+///
 /// Threading: owned by its connection, loop thread only. Allocates only when a
-/// slab or the segment list outgrows what it had.
+/// slab or the segment list outgrows what it had (and, encrypted, once per
+/// record inside swift-crypto: see `RecordSealer`).
 final class FrameWriter {
     private enum Segment {
         case slab(offset: Int, count: Int)
@@ -52,9 +60,14 @@ final class FrameWriter {
     private var scratch: UnsafeMutablePointer<uv_buf_t>
     private var scratchCapacity = 1024
 
+    private var sealer: RecordSealer?
+    private var staging: UnsafeMutableRawPointer?
+    private var staged = 0
+
     init() { scratch = .allocate(capacity: scratchCapacity) }
 
     deinit {
+        staging?.deallocate()
         queued.base.deallocate()
         inFlight.base.deallocate()
         request.deallocate()
@@ -62,12 +75,28 @@ final class FrameWriter {
     }
 
     /// Bytes queued or being written: the backpressure signal for the bulk stream.
-    var backlog: Int { queued.bytes + inFlight.bytes }
+    var backlog: Int { queued.bytes + inFlight.bytes + staged }
+
+    /// Every frame queued from now on is sealed with `sealer`.
+    func startSealing(_ sealer: RecordSealer) {
+        precondition(self.sealer == nil, "a connection starts sealing once")
+        self.sealer = sealer
+        staging = .allocate(byteCount: SealedRecord.maxPlaintext, alignment: 16)
+    }
 
     /// Queues a frame header, then `payload` by reference (it must stay valid until written).
     func enqueue(kind: FrameKind, flags: UInt16 = 0, count: UInt32 = 0, arg: UInt64 = 0,
                  payload: UnsafeRawBufferPointer? = nil) {
         let length = payload?.count ?? 0
+        if sealer != nil {
+            withUnsafeTemporaryAllocation(byteCount: WireConstants.headerSize, alignment: 8) { header in
+                FrameHeader.encode(kind: kind, flags: flags, length: UInt32(length), count: count, arg: arg,
+                                   into: header.baseAddress!)
+                stage(UnsafeRawBufferPointer(header))
+            }
+            if let payload { stage(payload) }
+            return
+        }
         let offset = queued.used
         FrameHeader.encode(kind: kind, flags: flags, length: UInt32(length), count: count, arg: arg,
                            into: queued.reserve(WireConstants.headerSize))
@@ -79,9 +108,32 @@ final class FrameWriter {
 
     /// Queues an already encoded frame by copying it (control frames).
     func enqueue(encoded bytes: [UInt8]) {
+        if sealer != nil { return bytes.withUnsafeBytes { stage($0) } }
         let offset = queued.used
         bytes.withUnsafeBytes { queued.reserve(bytes.count).copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
         append(.slab(offset: offset, count: bytes.count))
+    }
+
+    /// Copies `bytes` into the staging buffer, sealing it into the slab each time it fills.
+    private func stage(_ bytes: UnsafeRawBufferPointer) {
+        var rest = bytes
+        while !rest.isEmpty {
+            let n = min(rest.count, SealedRecord.maxPlaintext - staged)
+            (staging! + staged).copyMemory(from: rest.baseAddress!, byteCount: n)
+            staged += n
+            rest = UnsafeRawBufferPointer(rebasing: rest[n...])
+            if staged == SealedRecord.maxPlaintext { sealStaged() }
+        }
+    }
+
+    /// Seals what is staged as one record at the end of the queued slab.
+    private func sealStaged() {
+        guard staged > 0, let sealer else { return }
+        let offset = queued.used
+        let out = queued.reserve(staged + SealedRecord.overhead)
+        let size = sealer.seal(UnsafeRawBufferPointer(start: staging, count: staged), into: out)
+        append(.slab(offset: offset, count: size))
+        staged = 0
     }
 
     private func append(_ segment: Segment) {
@@ -99,7 +151,9 @@ final class FrameWriter {
     /// Writes what is queued: first `uv_try_write` (usually all of it, no
     /// callback), the rest with one `uv_write`. Returns a libuv error, or 0.
     func flush(_ stream: UnsafeMutablePointer<uv_stream_t>, owner: UnsafeMutableRawPointer, done: uv_write_cb) -> Int32 {
-        guard !writing, !queued.segments.isEmpty else { return 0 }
+        guard !writing else { return 0 }
+        sealStaged()
+        guard !queued.segments.isEmpty else { return 0 }
         if queued.segments.count > scratchCapacity {
             scratch.deallocate()
             scratchCapacity = queued.segments.count * 2

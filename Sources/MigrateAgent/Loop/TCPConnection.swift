@@ -1,4 +1,5 @@
 import CLibUV
+import Crypto
 import Glibc
 import Wire
 
@@ -6,6 +7,9 @@ import Wire
 /// and each complete frame is handed to `onFrame` in place (its payload is only
 /// valid during the call); writes go through a `FrameWriter`. A malformed frame
 /// closes this connection with an error that names the reason, never the process.
+/// On an encrypted connection (`sealSending`, `openAfterCurrentFrame`) the
+/// writer seals and the receive buffer opens records before the parser sees
+/// a byte; a record that does not open closes the connection the same way.
 ///
 /// Threading: belongs to one `EventLoop`; every method runs on its thread.
 /// Keeps itself alive from `init` until libuv's close callback.
@@ -30,7 +34,8 @@ public final class TCPConnection {
             case .local: "closed locally"
             case .endOfStream: "the peer closed the connection"
             case .socket(let m): "socket error: \(m)"
-            case .protocolViolation(let e): "malformed frame from the peer: \(e)"
+            case .protocolViolation(let e):
+                if case .sealedRecord = e { "protocol violation on the encrypted connection: \(e)" } else { "malformed frame from the peer: \(e)" }
             case .peerError(let code, let m): "the peer reported \(code): \(m)"
             case .refused(let code, let m): "refused the peer (\(code)): \(m)"
             }
@@ -68,6 +73,9 @@ public final class TCPConnection {
 
     private var receive: ReceiveBuffer
     private let writer = FrameWriter()
+    /// Opens the peer's records once its key proof was consumed (nil: plain).
+    private var opener: RecordOpener?
+    private var openerAfterFrame: RecordOpener?
     private var closed = false
     private var reading = false
     private var connectRequest: UnsafeMutablePointer<uv_connect_t>?
@@ -154,6 +162,7 @@ public final class TCPConnection {
         while !closed {
             let frame: ParsedFrame?
             do {
+                if let opener { try receive.openRecords(with: opener) }
                 frame = try FrameParser.parse(receive.pending, limits: limits)
             } catch {
                 fail(.protocolViolation, "\(error)", reason: .protocolViolation(error))
@@ -168,7 +177,29 @@ public final class TCPConnection {
             lastFrameNanos = lastReceiveNanos
             onFrame(frame)
             receive.consume(frame.size)
+            if let next = openerAfterFrame {  // the frame just handled was the peer's last plain one
+                openerAfterFrame = nil
+                opener = next
+                receive.startOpening()
+            }
         }
+    }
+
+    // MARK: Encryption
+
+    /// Every frame queued from now on is sealed with `key` (frames already
+    /// queued, such as our key proof, go out plain).
+    func sealSending(key: SymmetricKey) {
+        loop.assertOnLoop()
+        writer.startSealing(RecordSealer(key: key))
+    }
+
+    /// Called while handling the peer's last plain frame (its key proof): every
+    /// byte after it is a sealed record, opened with `key` before parsing.
+    func openAfterCurrentFrame(key: SymmetricKey) {
+        loop.assertOnLoop()
+        precondition(opener == nil && openerAfterFrame == nil, "a connection starts opening once")
+        openerAfterFrame = RecordOpener(key: key)
     }
 
     /// Stops reading until `resumeReading`: the peer's data waits in the socket

@@ -32,14 +32,14 @@ final class PendingConnections {
     }
 
     /// Admits a new connection, or closes it when too many are waiting.
-    func admit(_ connection: TCPConnection, key: PresharedKey?) -> Entry? {
+    func admit(_ connection: TCPConnection, key: PresharedKey?, encrypt: Bool = false) -> Entry? {
         loop.assertOnLoop()
         guard entries.count < capacity else {
             refused += 1
             connection.close()
             return nil
         }
-        let entry = Entry(connection: connection, auth: ConnectionAuth(key: key, role: .source))
+        let entry = Entry(connection: connection, auth: ConnectionAuth(key: key, role: .source, encrypt: encrypt))
         entries[ObjectIdentifier(connection)] = entry
         return entry
     }

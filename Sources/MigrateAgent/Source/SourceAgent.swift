@@ -148,7 +148,7 @@ public final class SourceAgent: @unchecked Sendable {
 
     private func accepted(_ connection: TCPConnection) {
         loop.assertOnLoop()
-        guard phase != .finished, let entry = pending?.admit(connection, key: configuration.key) else { return }
+        guard phase != .finished, let entry = pending?.admit(connection, key: configuration.key, encrypt: configuration.encrypt) else { return }
         connection.onFrame = { [unowned self, unowned entry] frame in handshake(entry, frame) }
         connection.onClose = { [unowned self, unowned connection] _ in pending?.remove(connection) }
         connection.startReading()
@@ -500,7 +500,7 @@ public final class SourceAgent: @unchecked Sendable {
         var report = self.report
         if let precopy { report.precopyRounds = precopy.rounds }
         report.refusedConnections = pending?.refused ?? 0
-        report.authentication = configuration.key == nil ? "none (--insecure)" : "pre-shared key"
+        report.authentication = ConnectionAuth.describe(key: configuration.key, encrypt: configuration.encrypt)
 
         if let demand {
             report.demandRequests = demand.counts.requests

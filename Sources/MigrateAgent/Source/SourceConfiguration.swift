@@ -33,6 +33,9 @@ public struct SourceConfiguration: Sendable {
     /// After switch-over, how long the session and the guest's memory are kept for a
     /// destination whose connections dropped to resume it (0: a drop ends the migration).
     public var reconnectTimeoutSeconds = 30.0
+    /// Seal every frame after the key proof (`--encrypt`; needs `key`). The
+    /// other agent must say the same, or the handshake is refused.
+    public var encrypt = false
     /// A connection that has not proven the key and said hello within this long is closed.
     public var handshakeTimeoutSeconds = 5.0
     /// Called once the socket listens, with the real port (the CLI prints it).
