@@ -53,6 +53,8 @@ public final class DestinationAgent: @unchecked Sendable {
     private var urgentAuth: ConnectionAuth?
     private var bulkAuth: ConnectionAuth?
     private var poller: FdPoller?
+    /// Handler mode: watches the VMM's socket, whose end means the VMM is gone.
+    private var vmmWatch: FdPoller?
     private var timer: LoopTimer?
     private var guest: (any DestinationWorkload)?
     private var sessionID: UInt128 = 0
@@ -248,6 +250,9 @@ public final class DestinationAgent: @unchecked Sendable {
         }
         phase = .migrating
         faults.serving = true
+        if let vmm = memory.vmm {
+            vmmWatch = try FdPoller(loop: loop, fd: vmm.connection) { [unowned self] in vmmSocketReadable(vmm) }
+        }
         if let arena = memory.arena, let guest = configuration.workload() {
             let tracker = self.tracker
             try guest.start(state: frame.payload, context: DestinationGuestContext(
@@ -437,7 +442,33 @@ public final class DestinationAgent: @unchecked Sendable {
 
     private func fail(_ error: AgentError) {
         if case .protocolViolation(let message) = error { urgent?.fail(.protocolViolation, message) }
+        // The VMM's mm is gone (ESRCH) or its regions unmapped (ENOENT): it exited.
+        if case .kernel(let e) = error, [ESRCH, ENOENT].contains(e.errno.rawValue), let vmm = memory.vmm {
+            return vmmGone(vmm, how: error.description)
+        }
         fail(error.description)
+    }
+
+    // MARK: Handler mode: the VMM
+
+    /// The VMM never sends after its handover: readable means it closed (exited).
+    private func vmmSocketReadable(_ vmm: VMMPeer) {
+        var byte: UInt8 = 0
+        let n = recv(vmm.connection, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+        guard n <= 0, !(n < 0 && errno == EAGAIN) else { return }
+        vmmGone(vmm, how: "its socket closed")
+    }
+
+    /// No live VM is owed pages any more: end, saying so, without failing.
+    private func vmmGone(_ vmm: VMMPeer, how: String) {
+        guard phase != .finished else { return }
+        report.vmmExited = true
+        if !tracker.isComplete {
+            report.warning = "the VMM (pid \(vmm.pid)) exited before its memory was complete (\(how)); "
+                + "\(tracker.missingCount) pages were never needed"
+            configuration.progress("destination: \(report.warning!)")
+        }
+        teardown(succeeded: true)
     }
 
     /// Ends the migration as failed: the guest is told to stop and released.
@@ -454,13 +485,22 @@ public final class DestinationAgent: @unchecked Sendable {
         report.error = "\(reason); \(tracker.missingCount) of \(space.pageCount) pages still missing"
         report.pagesMissing = tracker.missingCount
         guest?.abort()
-        teardown()
+        if let vmm = memory.vmm, configuration.killVMMOnFailure, vmm.isAlive {
+            // Its missing pages will never come: a VMM left waiting on them hangs forever.
+            kill(vmm.pid, SIGKILL)
+            report.vmmKilled = true
+            configuration.progress("destination: killed the VMM (pid \(vmm.pid)): its memory cannot be completed")
+        }
+        teardown(succeeded: false)
     }
 
-    private func teardown() {
+    private func teardown(succeeded: Bool = true) {
         phase = .finished
         faults.serving = false
-        resolver.release()  // unregister: a guest thread still blocked on a fault retries and goes on
+        // Success: the guest needs us no more. Failure: unregister our own arena so a
+        // blocked guest thread retries and goes on (a VMM's regions are left as they are).
+        if succeeded && tracker.isComplete { resolver.finish() } else { resolver.release() }
+        vmmWatch?.close()
         poller?.close()
         resolver.uffd.close()  // after the poller stopped watching it: releases any fault the unregister missed
         timer?.close()
@@ -490,6 +530,11 @@ public final class DestinationAgent: @unchecked Sendable {
         report.unchangedPages = i.unchanged
         report.precopyPages = i.precopy
         report.unrequestedPages = i.unrequested
+        report.pagesDiscardedAsRemoved = i.discardedRemoved
+        report.deferredInstalls = i.deferred
+        report.removedRanges = f.removedRanges
+        report.removedPages = f.removedPages
+        report.zeroPages = f.zeroFilled
         report.pagesMissing = tracker.missingCount
         return report
     }

@@ -10,6 +10,14 @@ public struct DestinationConfiguration: Sendable {
     public var workload: @Sendable () -> (any DestinationWorkload)? = { nil }
     /// The key every connection proves, and the source must prove back (nil: none, `--insecure`).
     public var key: PresharedKey?
+    /// Handler mode: a Unix socket where a VMM hands over its regions and userfaultfd
+    /// (Firecracker's protocol); the arena size then comes from the regions.
+    public var vmmSocket: String?
+    /// How long to wait for the VMM to connect and hand over.
+    public var vmmHandoverTimeoutSeconds = 60.0
+    /// When the migration fails, SIGKILL the VMM: its missing pages will never come,
+    /// and a VMM whose handler died otherwise hangs forever.
+    public var killVMMOnFailure = true
     /// After switch-over, how long to keep reconnecting and resuming when a
     /// connection drops or goes silent (0: a drop ends the migration).
     public var reconnectTimeoutSeconds = 30.0

@@ -1,3 +1,5 @@
+import Glibc
+
 /// The guest memory a destination fills, and what resolves its faults: our
 /// own arena behind a protection backend (the guest runs in this process), or
 /// a VMM's regions and the userfaultfd it handed over (the guest is the VMM).
@@ -9,6 +11,8 @@ struct DestinationMemory {
     let backend: (any ProtectionBackend)?
     /// The backend kind for the report (a VMM registers its regions MISSING).
     let kind: BackendKind
+    /// The VMM whose memory this is (handler mode), or nil.
+    let vmm: VMMPeer?
 
     /// A fresh arena of the configured size behind the best (or asked-for) backend.
     static func ownArena(_ configuration: DestinationConfiguration) throws(AgentError) -> DestinationMemory {
@@ -18,11 +22,23 @@ struct DestinationMemory {
         _ = try ByteSize(bytes: configuration.arenaSize).pages(of: configuration.pageSize)
         let arena = try Arena(size: configuration.arenaSize, pageSize: configuration.pageSize, name: "destination-arena")
         let backend = try makeBackend(kind, arena: arena)
-        return DestinationMemory(space: arena, resolver: backend, backend: backend, kind: kind)
+        return DestinationMemory(space: arena, resolver: backend, backend: backend, kind: kind, vmm: nil)
     }
 
     /// Our arena, where pre-copy pages land and the synthetic guest runs (nil for a VMM).
     var arena: Arena? { backend?.arena }
 
     var bytes: Int { space.pageCount * space.pageSize }
+}
+
+/// The VMM process that handed over its memory (handler mode).
+struct VMMPeer {
+    /// From `SO_PEERCRED`.
+    let pid: Int32
+    /// The Unix socket it keeps open; its end (EOF) means the VMM is gone.
+    let connection: Int32
+    let regionCount: Int
+
+    /// Whether the process still exists.
+    var isAlive: Bool { kill(pid, 0) == 0 || errno != ESRCH }
 }

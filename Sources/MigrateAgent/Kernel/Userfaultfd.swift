@@ -11,6 +11,8 @@ public final class Userfaultfd: @unchecked Sendable {
     public enum OpenedBy: String, Codable, Sendable {
         case syscall = "userfaultfd(2)"
         case device = "/dev/userfaultfd"
+        /// Another process (a VMM) made it, negotiated it and handed it over.
+        case handedOver = "handed over"
     }
 
     public private(set) var fd: Int32
@@ -28,6 +30,13 @@ public final class Userfaultfd: @unchecked Sendable {
         guard fd >= 0 else { throw UffdError("userfaultfd", code: -fd) }
         self.fd = fd
         self.openedBy = how == Int32(CUFFD_OPEN_DEVICE.rawValue) ? .device : .syscall
+    }
+
+    /// Adopts a descriptor another process made and negotiated (`UFFDIO_API` is
+    /// accepted once per descriptor, so it is not called again). Closes it at deinit.
+    public init(adopting fd: Int32) {
+        self.fd = fd
+        self.openedBy = .handedOver
     }
 
     deinit { close() }

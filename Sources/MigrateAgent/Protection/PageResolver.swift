@@ -17,9 +17,13 @@ public protocol PageResolver: AnyObject, Sendable {
     func classify(flags: UInt64) -> FaultKind
     /// Releases every blocked fault for good (the migration failed). Any thread; idempotent.
     func release()
+    /// The migration succeeded: every page is in place and the guest needs us no more.
+    func finish()
 }
 
 extension PageResolver {
+    public func finish() { release() }
+
     /// Installs `count` absent pages starting at `first` with `UFFDIO_COPY`, waking
     /// their waiters, split where the guest's address space is not contiguous. A
     /// page that is already there is skipped and woken: the normal demand/background

@@ -53,6 +53,22 @@ public struct DestinationReport: Codable, Sendable {
     public var sourceConfirmed = false
     /// Something worth knowing that did not fail the migration.
     public var warning: String?
+    /// Handler mode: the VMM whose memory was filled (pid, regions), or nil.
+    public var vmmPID: Int32?
+    public var vmmRegions: Int?
+    /// The VMM exited before the end (no live VM was owed pages any more).
+    public var vmmExited = false
+    /// The migration failed and the VMM was killed (`--kill-vmm-on-failure`).
+    public var vmmKilled = false
+    /// Ranges the guest gave back (`UFFD_EVENT_REMOVE`), pages in them not yet
+    /// received, faults on them answered with zero pages, and installs an unread
+    /// event deferred (`EAGAIN`).
+    public var removedRanges = 0
+    public var removedPages = 0
+    public var zeroPages = 0
+    public var deferredInstalls = 0
+    /// Bytes of pages that came after the guest gave them back (not installed).
+    public var pagesDiscardedAsRemoved = 0
     public var sourceDigest: String?
     public var destinationDigest: String?
     public var arenaVerified = false
