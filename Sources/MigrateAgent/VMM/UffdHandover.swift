@@ -74,84 +74,49 @@ public enum UffdHandoverReceiver {
     /// A page size must be a power of two from 4096 to 1 GiB. An empty array parses (to no regions); `validate`
     /// refuses it. Errors are `.invalidArgument`.
     public static func parseRegions(_ json: [UInt8]) throws(AgentError) -> [GuestRegion] {
-        let raw: [RawRegion]
-        do {
-            raw = try JSONDecoder().decode([RawRegion].self, from: Data(json))
-        } catch let error as DecodingError {
-            throw .invalidArgument("the VMM's region JSON: " + describe(error))
-        } catch {
-            throw .invalidArgument("the VMM's region JSON: \(error)")
+        let prefix = "the VMM's region JSON: "
+        let document: JSONValue
+        do { document = try JSONValue.parse(json) } catch { throw .invalidArgument(prefix + "malformed JSON: \(error)") }
+        guard case .array(let elements) = document else {
+            throw .invalidArgument(prefix + "the text is not a JSON array of regions but \(document.kind)")
         }
         var regions: [GuestRegion] = []
-        regions.reserveCapacity(raw.count)
-        for (index, region) in raw.enumerated() {
+        regions.reserveCapacity(elements.count)
+        for (index, element) in elements.enumerated() {
+            guard case .object = element else { throw .invalidArgument(prefix + "region \(index) is not an object but \(element.kind)") }
+            /// A u64 field as serde_json reads one: digits only, no sign, fraction or exponent, at most UInt64.max.
+            func field(_ name: String) throws(AgentError) -> UInt64? {
+                guard let value = element[name] else { return nil }
+                if case .number(let text) = value, let number = UInt64(text) { return number }
+                var what = "is not an unsigned 64-bit integer but \(value.kind)"
+                if case .null = value { what = "is null" }
+                throw .invalidArgument(prefix + "region \(index): \"\(name)\" \(what)")
+            }
+            func required(_ name: String) throws(AgentError) -> UInt64 {
+                guard let value = try field(name) else { throw .invalidArgument(prefix + "region \(index): \"\(name)\" is missing") }
+                return value
+            }
+            let base = try required("base_host_virt_addr")
+            let size = try required("size")
+            let offset = try required("offset")
             let pageSize: UInt64
-            switch (region.pageSize, region.pageSizeKib) {
+            switch (try field("page_size"), try field("page_size_kib")) {
             case (nil, nil): pageSize = 4096
             case (let bytes?, nil): pageSize = bytes
             case (nil, let bytes?): pageSize = bytes
             case (let bytes?, let kib?):
                 guard bytes == kib else {
-                    throw .invalidArgument("the VMM's region JSON: region \(index): \"page_size\" \(bytes) and \"page_size_kib\" \(kib) disagree (both hold bytes)")
+                    throw .invalidArgument(prefix + "region \(index): \"page_size\" \(bytes) and \"page_size_kib\" \(kib) disagree (both hold bytes)")
                 }
                 pageSize = bytes
             }
             guard pageSize >= 4096, pageSize <= 1 << 30, pageSize & (pageSize - 1) == 0 else {
-                let field = region.pageSize != nil ? "page_size" : "page_size_kib"
-                throw .invalidArgument("the VMM's region JSON: region \(index): \"\(field)\" \(pageSize) is not a page size (a power of two from 4096 to 1 GiB, in bytes)")
+                let name = element["page_size"] != nil ? "page_size" : "page_size_kib"
+                throw .invalidArgument(prefix + "region \(index): \"\(name)\" \(pageSize) is not a page size (a power of two from 4096 to 1 GiB, in bytes)")
             }
-            regions.append(GuestRegion(baseHostVirtAddr: region.baseHostVirtAddr, size: region.size,
-                                       offset: region.offset, pageSize: Int(pageSize)))
+            regions.append(GuestRegion(baseHostVirtAddr: base, size: size, offset: offset, pageSize: Int(pageSize)))
         }
         return regions
-    }
-
-    /// One element of the JSON array as Firecracker's serde writes it; other keys are ignored.
-    private struct RawRegion: Decodable {
-        var baseHostVirtAddr: UInt64
-        var size: UInt64
-        var offset: UInt64
-        var pageSize: UInt64?
-        var pageSizeKib: UInt64?
-
-        enum CodingKeys: String, CodingKey {
-            case baseHostVirtAddr = "base_host_virt_addr"
-            case size
-            case offset
-            case pageSize = "page_size"
-            case pageSizeKib = "page_size_kib"
-        }
-    }
-
-    /// "region 2: \"size\" is missing", from the decoder's coding path.
-    private static func describe(_ error: DecodingError) -> String {
-        func place(_ path: [any CodingKey], key: (any CodingKey)? = nil) -> String {
-            let full = path + (key.map { [$0] } ?? [])
-            guard let first = full.first else { return "the text" }
-            guard let index = first.intValue else { return "the text" }
-            let fields = full.dropFirst().map { $0.intValue.map { "[\($0)]" } ?? "\"\($0.stringValue)\"" }
-            return fields.isEmpty ? "region \(index)" : "region \(index): " + fields.joined(separator: ".")
-        }
-        switch error {
-        case .keyNotFound(let key, let context):
-            return "\(place(context.codingPath)): \"\(key.stringValue)\" is missing"
-        case .valueNotFound(_, let context):
-            return "\(place(context.codingPath)) is null"
-        case .typeMismatch(_, let context):
-            switch context.codingPath.count {
-            case 0: return "the text is not a JSON array of regions"
-            case 1: return "\(place(context.codingPath)) is not an object"
-            default: return "\(place(context.codingPath)) is not an unsigned 64-bit integer"
-            }
-        case .dataCorrupted(let context):
-            if context.codingPath.count >= 2 {
-                return "\(place(context.codingPath)) is not an unsigned 64-bit integer (\(context.debugDescription))"
-            }
-            if context.codingPath.isEmpty { return "malformed JSON: \(context.debugDescription)" }
-            return "\(place(context.codingPath)): \(context.debugDescription)"
-        @unknown default:
-            return "\(error)"
-        }
     }
 
     // MARK: - Validation
