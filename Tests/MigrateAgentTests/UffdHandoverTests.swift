@@ -54,7 +54,7 @@ struct RegionJSONTests {
         (#"[{"base_host_virt_addr":4096,"size":"#, "malformed JSON"),
         ("", "malformed JSON"),
         ("not json", "malformed JSON: expected a value: 'n' at byte 0"),
-        (#"[{"base_host_virt_addr":4096,"size":4096,"offset":0}] ]"#, "unexpected text after the JSON value: ']' at byte 52"),
+        (#"[{"base_host_virt_addr":4096,"size":4096,"offset":0}] ]"#, "unexpected text after the JSON value: ']' at byte 54"),
         (#"[{"base_host_virt_addr":04096,"size":4096,"offset":0}]"#, "a number with a leading zero"),
         (#"[{"base_host_virt_addr":4096,"size":4096,"offset":0,}]"#, "expected a key: '}'"),
         (#"[{"base_host_virt_addr":4096,"size":4096,"offset":0,"x":"\q"}]"#, "an invalid escape"),
