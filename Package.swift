@@ -65,7 +65,7 @@ let package = Package(
         .executableTarget(name: "stand-in-vmm", dependencies: ["CUffd", "CGuestAccess"], path: "Sources/StandInVMM"),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         // stand-in-vmm: StandInVMMTests runs the binary built next to the test bundle.
-        .testTarget(name: "MigrateAgentTests", dependencies: ["MigrateAgent", "SyntheticGuest", "CUffd", "Wire", "stand-in-vmm"]),
+        .testTarget(name: "MigrateAgentTests", dependencies: ["MigrateAgent", "SyntheticGuest", "CUffd", "Wire", "MigrateDemo", "stand-in-vmm"]),
         // The backend contract of BackendContract, once per backend the kernel offers.
         .testTarget(name: "BackendContractTests", dependencies: ["BackendContract", "MigrateAgent"]),
         // Runs the real migrate-agent binary as two processes on 127.0.0.1.
