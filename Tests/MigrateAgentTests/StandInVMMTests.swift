@@ -89,6 +89,21 @@ struct StandInVMMTests {
         #expect(Date().timeIntervalSince(started) < 30)
     }
 
+    @Test("--linger keeps the VM alive after its checks until the handler hangs up")
+    func linger() throws {
+        let started = Date()
+        let run = try StandInRun(imageBytes: 1 << 20, arguments: ["--linger", "60"], hangUpAfterChecks: true)
+        #expect(run.status == 0, "\(run.output)")
+        #expect(Date().timeIntervalSince(started) < 30, "it ended at the hang-up, not after 60 s")
+    }
+
+    @Test("a larger guest: 64 MiB, 4 threads, kernel access, a 256-page balloon")
+    func larger() throws {
+        let run = try StandInRun(imageBytes: 64 << 20, arguments: ["--threads", "4", "--kernel-access", "--balloon", "256"])
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.stats.installed == 16384 && run.stats.zeroPages == 256, "\(run.stats)")
+    }
+
     @Test("usage and setup errors exit 2 with one error line")
     func usage() throws {
         for arguments in [["--socket", "/tmp/x.sock"], ["--socket", "/tmp/x.sock", "--image", "/nonexistent"], ["--bogus"]] {
@@ -113,7 +128,9 @@ struct StandInRun {
     let regions: [GuestRegion]
     let stats: TinyHandler.Stats
 
-    init(imageBytes: Int, arguments: [String], mode: TinyHandler.Mode = .correct) throws {
+    /// `hangUpAfterChecks`: once the VMM says its checks passed, the handler closes its connection
+    /// (for `--linger`, which keeps the VM alive until then).
+    init(imageBytes: Int, arguments: [String], mode: TinyHandler.Mode = .correct, hangUpAfterChecks: Bool = false) throws {
         let image = try TestImage(bytes: imageBytes)
         let path = socketPath()
         let vmm = try AgentProcess(executable: Self.binary, arguments: ["--socket", path, "--image", image.path] + arguments,
@@ -126,11 +143,16 @@ struct StandInRun {
             _ = vmm.wait(seconds: 5)
             throw HandoverTestError("no handover: \(error); the VMM said: \(vmm.capturedOutput)")
         }
-        defer { close(handover.uffd); close(handover.connection) }
+        var connection = handover.connection
+        defer { close(handover.uffd); if connection >= 0 { close(connection) } }
         try UffdHandoverReceiver.validate(handover.regions, imageBytes: UInt64(imageBytes))
         let stop = StopFlag()
         let handler = DeadlineThread("tiny-handler") { [image] in
             TinyHandler(handover: handover, image: image, mode: mode).serve(until: stop)
+        }
+        if hangUpAfterChecks, vmm.awaitLine(containing: "all checks passed", seconds: StandInVMMTests.vmmSeconds) != nil {
+            close(connection)
+            connection = -1
         }
         status = vmm.wait(seconds: StandInVMMTests.vmmSeconds)
         stop.set()
