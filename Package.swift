@@ -60,8 +60,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // A stand-in for Firecracker at snapshot load (no KVM here): a separate program that hands its
+        // userfaultfd to a page-fault handler and checks every page. It links no part of the engine.
+        .executableTarget(name: "stand-in-vmm", dependencies: ["CUffd", "CGuestAccess"], path: "Sources/StandInVMM"),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
-        .testTarget(name: "MigrateAgentTests", dependencies: ["MigrateAgent", "SyntheticGuest", "CUffd", "Wire"]),
+        // stand-in-vmm: StandInVMMTests runs the binary built next to the test bundle.
+        .testTarget(name: "MigrateAgentTests", dependencies: ["MigrateAgent", "SyntheticGuest", "CUffd", "Wire", "MigrateDemo", "stand-in-vmm"]),
         // The backend contract of BackendContract, once per backend the kernel offers.
         .testTarget(name: "BackendContractTests", dependencies: ["BackendContract", "MigrateAgent"]),
         // Runs the real migrate-agent binary as two processes on 127.0.0.1.
