@@ -70,6 +70,6 @@ let package = Package(
         .testTarget(name: "BackendContractTests", dependencies: ["BackendContract", "MigrateAgent"]),
         // Runs the real migrate-agent binary as two processes on 127.0.0.1.
         .testTarget(
-            name: "IntegrationTests", dependencies: ["migrate-agent", "MigrateAgent", "SyntheticGuest", "MigrateDemo", "MigrateBench", "Wire"]),
+            name: "IntegrationTests", dependencies: ["migrate-agent", "stand-in-vmm", "MigrateAgent", "SyntheticGuest", "MigrateDemo", "MigrateBench", "Wire"]),
     ]
 )

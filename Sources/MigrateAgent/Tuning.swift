@@ -23,6 +23,8 @@ enum Tuning {
     /// Installs interrupted by `EAGAIN` in a row, each after reading the pending
     /// events, before the kernel's answer is taken as a failure.
     static let maxInstallStalls = 1000
+    /// How long a VMM that connected has to send its regions and userfaultfd.
+    static let vmmMessageSeconds = 5.0
     /// Page indices per `staleSet` frame (8 bytes each).
     static let staleIndicesPerFrame = 64 * 1024 / 8
 }

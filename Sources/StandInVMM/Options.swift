@@ -41,7 +41,7 @@ struct Options {
                                (1.7-1.11), page_size and page_size_kib (1.12+, default),
                                page_size only (2.0)
           --page-size 4096|2097152  2097152 (or 2MiB): hugetlbfs (MAP_HUGETLB) guest memory
-          --threads N          guest threads reading every page in random order (default 2)
+          --threads N          guest threads reading every page in random order (default 2; 0: none)
           --kernel-access      a read(2) into and a write(2) from absent guest pages first
           --balloon PAGES      afterwards MADV_DONTNEED PAGES pages; they must then read zeros
           --deadline SECONDS   exit 3 if the guest is not done by then (default 60)
@@ -85,7 +85,7 @@ struct Options {
                 case "2097152", "2MiB": options.pageSize = 2 << 20
                 case let text: throw UsageError(description: "--page-size is 4096 or 2097152, not \(text)")
                 }
-            case "--threads": options.threads = Int(try number(argument, try value(argument), 1...256))
+            case "--threads": options.threads = Int(try number(argument, try value(argument), 0...256))
             case "--kernel-access": options.kernelAccess = true
             case "--balloon": options.balloonPages = Int(try number(argument, try value(argument), 0...1_073_741_824))
             case "--deadline": options.deadlineSeconds = try number(argument, try value(argument), 0.1...86_400)

@@ -31,9 +31,18 @@ public struct FrameLimits: Equatable, Sendable {
     /// True while the page size is unknown, i.e. before the handshake completed.
     public var isHandshake: Bool { pageSize <= 0 }
 
-    /// Most pages one frame may cover in a session: a protocol rule both agents share,
-    /// so a sender never builds a frame its receiver refuses.
+    /// Most pages one frame may cover in a session of small pages: a protocol rule
+    /// both agents share, so a sender never builds a frame its receiver refuses.
     public static let sessionPagesPerFrame = 256
+
+    /// Most page bytes one frame may carry: with large pages (2 MiB) a frame holds
+    /// fewer pages, at least one, so that receive buffers stay small.
+    public static let sessionPageBytesPerFrame = 1 << 20
+
+    /// Pages per frame in a session of `pageSize`-byte pages.
+    public static func sessionPagesPerFrame(pageSize: Int) -> Int {
+        max(1, min(sessionPagesPerFrame, sessionPageBytesPerFrame / max(1, pageSize)))
+    }
 
     /// Most payload bytes of a `staleSet` or `have` frame in a session.
     public static let sessionControlPayload = 64 * 1024
@@ -41,7 +50,7 @@ public struct FrameLimits: Equatable, Sendable {
     /// The limits of a migration session once the handshake fixed the geometry; the one
     /// definition both agents use. Guest state may take 4 bytes per page (at least 64 KiB).
     public static func session(pageSize: Int, pageCount: UInt64) -> FrameLimits {
-        FrameLimits(pageSize: pageSize, pageCount: pageCount, maxPagesPerFrame: sessionPagesPerFrame,
+        FrameLimits(pageSize: pageSize, pageCount: pageCount, maxPagesPerFrame: sessionPagesPerFrame(pageSize: pageSize),
                     maxControlPayload: sessionControlPayload,
                     maxGuestState: max(64 * 1024, Int(clamping: pageCount.multipliedReportingOverflow(by: 4).partialValue)))
     }

@@ -7,7 +7,18 @@ struct DestinationCommand: ParsableCommand {
         commandName: "destination", abstract: "Run the guest here while its memory arrives from the source.")
 
     @Option(help: "The source's address, HOST:PORT.") var connect: String
-    @Option(help: "Guest memory size; must equal the source's.") var arena = "256MiB"
+    @Option(help: "Guest memory size; must equal the source's (default 256MiB; with --uffd-socket, the VMM's regions say).")
+    var arena: String?
+    @Option(help: ArgumentHelp(
+        "Handler mode: wait on this Unix socket for a VMM to hand over its regions and userfaultfd (Firecracker's uffd protocol), and fill that VMM's memory.",
+        valueName: "path"))
+    var uffdSocket: String?
+    @Option(help: "Handler mode: seconds to wait for the VMM to connect and hand over.") var vmmTimeout = 60.0
+    @Flag(inversion: .prefixedNo, help: """
+        Handler mode: SIGKILL the VMM when the migration fails (default on: its missing pages will never come, \
+        and a VMM whose handler died hangs forever).
+        """)
+    var killVmmOnFailure = true
     @Option(help: "Protection backend: rwp, minor, missing or auto.") var protection = ProtectionOption(argument: "auto")!
     @Option(help: "Guest threads.") var guestThreads = 4
     @Flag(help: "Run no guest here: only receive the memory (checked by the end-to-end digest), e.g. from a --memory-file source.")
@@ -31,17 +42,25 @@ struct DestinationCommand: ParsableCommand {
         try checkSeconds(peerTimeout, "--peer-timeout", in: OptionBounds.peerTimeoutSeconds)
         try checkRange(busyPoll, "--busy-poll", in: OptionBounds.busyPollMicros)
         try checkSeconds(reconnectTimeout, "--reconnect-timeout", in: OptionBounds.reconnectTimeoutSeconds)
+        try checkSeconds(vmmTimeout, "--vmm-timeout", in: OptionBounds.runTimeoutSeconds)
+        if uffdSocket != nil, arena != nil {
+            throw ValidationError("--uffd-socket and --arena exclude each other: the VMM's regions give the size")
+        }
     }
 
     func run() throws {
         var configuration = DestinationConfiguration()
-        configuration.arenaSize = try parseSize(arena)
+        configuration.arenaSize = try parseSize(arena ?? "256MiB")
+        configuration.vmmSocket = uffdSocket
+        configuration.vmmHandoverTimeoutSeconds = vmmTimeout
+        configuration.killVMMOnFailure = killVmmOnFailure
         configuration.protection = protection.kind
         var guest = DestinationGuest.Configuration()
         guest.threads = guestThreads
         guest.pattern = pattern
         guest.writeRatio = writeRatio
-        if !noGuest { configuration.workload = { [guest] in DestinationGuest(configuration: guest) } }
+        // In handler mode the VMM is the guest.
+        if !noGuest, uffdSocket == nil { configuration.workload = { [guest] in DestinationGuest(configuration: guest) } }
         configuration.peerTimeoutSeconds = peerTimeout
         configuration.reconnectTimeoutSeconds = reconnectTimeout
         configuration.busyPollMicros = busyPoll

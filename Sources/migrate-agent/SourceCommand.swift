@@ -13,6 +13,7 @@ struct SourceCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Serve this memory image instead of a synthetic guest (read-only, pure post-copy).",
                                valueName: "path"))
     var memoryFile: String?
+    @Option(help: "Page size the memory moves in: 4KiB, or 2MiB for a VMM's hugetlbfs regions.") var pageSize = "4KiB"
     @Option(help: "Guest threads writing memory until switch-over.") var guestThreads = 2
     @Option(help: "Pages per second the guest writes until switch-over.") var dirtyRate = 20_000
     @Option(help: "Pre-copy rounds while the guest still runs here (0: pure post-copy).") var precopyRounds = 0
@@ -48,6 +49,8 @@ struct SourceCommand: ParsableCommand {
 
     func run() throws {
         var configuration = SourceConfiguration()
+        configuration.pageSize = try parseSize(pageSize)
+        guard [4096, 2 << 20].contains(configuration.pageSize) else { throw ValidationError("--page-size must be 4KiB or 2MiB") }
         if let memoryFile {
             configuration.memoryFile = memoryFile  // nothing runs in an image: the default workload
         } else {

@@ -81,7 +81,11 @@ public final class DestinationAgent: @unchecked Sendable {
     public init(configuration: DestinationConfiguration) throws(AgentError) {
         self.configuration = configuration
         loop = try EventLoop()
-        memory = try DestinationMemory.ownArena(configuration)
+        if let socket = configuration.vmmSocket {
+            memory = try DestinationMemory.vmm(configuration, socketPath: socket)
+        } else {
+            memory = try DestinationMemory.ownArena(configuration)
+        }
         let space = memory.space
         tracker = PageTracker(pageCount: space.pageCount)
         phases = FaultPhaseClock(pageCount: space.pageCount)
@@ -95,6 +99,8 @@ public final class DestinationAgent: @unchecked Sendable {
         sessionLimits = .session(pageSize: space.pageSize, pageCount: UInt64(space.pageCount))
         report = DestinationReport(backend: memory.kind, arenaBytes: memory.bytes, pageSize: space.pageSize)
         report.authentication = ConnectionAuth.describe(key: configuration.key, encrypt: configuration.encrypt)
+        report.vmmPID = memory.vmm?.pid
+        report.vmmRegions = memory.vmm?.regionCount
     }
 
     /// Connects, migrates and runs the guest. Returns the report; throws when the migration failed.
@@ -268,6 +274,7 @@ public final class DestinationAgent: @unchecked Sendable {
     private func tick() {
         loop.assertOnLoop()
         let now = EventLoop.nowNanos()
+        if let vmm = memory.vmm, phase != .finished, !vmm.isAlive { return vmmGone(vmm, how: "it exited") }
         flow.releaseIfHeldTooLong(now: now)
         if recovering {
             if Double(now - droppedNanos) / 1e9 > configuration.reconnectTimeoutSeconds {
@@ -456,7 +463,11 @@ public final class DestinationAgent: @unchecked Sendable {
         var byte: UInt8 = 0
         let n = recv(vmm.connection, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
         guard n <= 0, !(n < 0 && errno == EAGAIN) else { return }
-        vmmGone(vmm, how: "its socket closed")
+        vmmWatch?.close()
+        vmmWatch = nil
+        // Firecracker before 1.12 closes the socket right after the handover: only a
+        // process that is gone counts (the tick checks it from now on).
+        if !vmm.isAlive { vmmGone(vmm, how: "it exited") }
     }
 
     /// No live VM is owed pages any more: end, saying so, without failing.

@@ -25,6 +25,29 @@ struct DestinationMemory {
         return DestinationMemory(space: arena, resolver: backend, backend: backend, kind: kind, vmm: nil)
     }
 
+    /// A VMM's memory: waits for its handover on `socketPath` (Firecracker's
+    /// protocol), checks its regions, and adopts its userfaultfd.
+    static func vmm(_ configuration: DestinationConfiguration, socketPath: String) throws(AgentError) -> DestinationMemory {
+        configuration.progress("destination: waiting for a VMM on \(socketPath)")
+        let handover = try UffdHandoverReceiver.receive(
+            socketPath: socketPath, acceptTimeoutSeconds: configuration.vmmHandoverTimeoutSeconds,
+            messageTimeoutSeconds: Tuning.vmmMessageSeconds)
+        let total = handover.regions.reduce(UInt64(0)) { $0 + $1.size }
+        do {
+            try UffdHandoverReceiver.validate(handover.regions, imageBytes: total)
+        } catch {
+            close(handover.uffd)
+            throw error
+        }
+        let regions = VMMRegions(handover.regions)
+        configuration.progress("destination: VMM pid \(handover.peerPID) handed over \(handover.regions.count) regions, "
+            + "\(ByteSize(bytes: Int(total))) in \(regions.pageSize)-byte pages")
+        let resolver = VMMResolver(uffd: Userfaultfd(adopting: handover.uffd), regions: regions)
+        return DestinationMemory(space: regions, resolver: resolver, backend: nil, kind: .missing,
+                                 vmm: VMMPeer(pid: handover.peerPID, connection: handover.connection,
+                                              regionCount: handover.regions.count))
+    }
+
     /// Our arena, where pre-copy pages land and the synthetic guest runs (nil for a VMM).
     var arena: Arena? { backend?.arena }
 

@@ -29,6 +29,8 @@ public final class SourceAgent: @unchecked Sendable {
     private let arena: Arena
     private let guest: any SourceWorkload
     private let sessionLimits: FrameLimits
+    /// Pages per background frame: the configured number, at most what the session allows.
+    private var pagesPerFrame: Int { min(configuration.pagesPerFrame, sessionLimits.maxPagesPerFrame) }
     private let busyPoll: BusyPoll
     /// Pages sent since switch-over, on demand or in the background.
     private let sentSinceSwitchover: PageSet
@@ -109,7 +111,7 @@ public final class SourceAgent: @unchecked Sendable {
             let tracker = try method.makeTracker(arena: arena)
             self.tracker = tracker
             precopy = PrecopyRounds(loop: loop, arena: arena, tracker: tracker, maxRounds: configuration.precopyRounds,
-                                    convergePages: configuration.convergePages, pagesPerFrame: configuration.pagesPerFrame)
+                                    convergePages: configuration.convergePages, pagesPerFrame: pagesPerFrame)
             report.dirtyTracking = method.rawValue
             configuration.progress("source: pre-copy dirty tracking: \(method == .pagemapScan ? "userfaultfd WP_ASYNC + PAGEMAP_SCAN" : "synchronous userfaultfd write-protect faults (the kernel lacks WP_ASYNC or PAGEMAP_SCAN, or it was asked for)")")
         }
@@ -318,7 +320,7 @@ public final class SourceAgent: @unchecked Sendable {
         }
         connection.onWritable = { [unowned self] in pump() }
         endSent = false
-        stream = PageStream(arena: arena, pages: nil, pagesPerFrame: configuration.pagesPerFrame, skip: sentSinceSwitchover)
+        stream = PageStream(arena: arena, pages: nil, pagesPerFrame: pagesPerFrame, skip: sentSinceSwitchover)
         pump()
     }
 
@@ -368,7 +370,7 @@ public final class SourceAgent: @unchecked Sendable {
         // Stale pages first; without pre-copy every page is still absent there.
         let hadPrecopy = precopy != nil
         stream = PageStream(arena: arena, pages: hadPrecopy ? staleSet : nil, flags: hadPrecopy ? [.refresh] : [],
-                            pagesPerFrame: configuration.pagesPerFrame, skip: sentSinceSwitchover)
+                            pagesPerFrame: pagesPerFrame, skip: sentSinceSwitchover)
         DigestTask.start(arena: arena, loop: loop) { [self] value in
             digest = value
             report.digest = hex(value.value)
