@@ -451,6 +451,7 @@ public final class DestinationAgent: @unchecked Sendable {
         if case .protocolViolation(let message) = error { urgent?.fail(.protocolViolation, message) }
         // The VMM's mm is gone (ESRCH) or its regions unmapped (ENOENT): it exited.
         if case .kernel(let e) = error, [ESRCH, ENOENT].contains(e.errno.rawValue), let vmm = memory.vmm {
+            if report.vmmExited { return }  // it left with every page in place: nothing more goes into it
             return vmmGone(vmm, how: error.description)
         }
         fail(error.description)
@@ -472,13 +473,16 @@ public final class DestinationAgent: @unchecked Sendable {
 
     /// No live VM is owed pages any more: end, saying so, without failing.
     private func vmmGone(_ vmm: VMMPeer, how: String) {
-        guard phase != .finished else { return }
+        guard phase != .finished, !report.vmmExited else { return }
         report.vmmExited = true
-        if !tracker.isComplete {
-            report.warning = "the VMM (pid \(vmm.pid)) exited before its memory was complete (\(how)); "
-                + "\(tracker.missingCount) pages were never needed"
-            configuration.progress("destination: \(report.warning!)")
+        if tracker.isComplete {
+            // Every page was in place: finish with the source (digest, done) as usual.
+            configuration.progress("destination: the VMM (pid \(vmm.pid)) exited after its memory was complete")
+            return
         }
+        report.warning = "the VMM (pid \(vmm.pid)) exited before its memory was complete (\(how)); "
+            + "\(tracker.missingCount) pages were never needed"
+        configuration.progress("destination: \(report.warning!)")
         teardown(succeeded: true)
     }
 
