@@ -32,6 +32,8 @@ let seedMessages: [Message] = [
     .error(code: .cancelled, message: ""),
     .have(first: 0, bits: [0xFF, 0x01], count: 9),
     .have(first: 992, bits: [0b1010_0101], count: 8),
+    .authNonce(Array(0..<UInt8(WireConstants.authTokenSize))),
+    .authProof(Array(repeating: 0xA5, count: WireConstants.authTokenSize)),
 ]
 
 /// A bare header of `kind` (raw value), count 1, no payload: valid or not, it gives
@@ -53,7 +55,12 @@ func seedCorpus() -> [(String, [UInt8])] {
     }
     for kind in FrameKind.allCases {
         seeds.append(("header-\(kind)", bareHeader(kind.rawValue)))
+        seeds.append(("header-\(kind)-count0", bareHeader(kind.rawValue, count: 0)))
     }
+    // The key proof before the handshake, as each connection starts.
+    let nonce = Message.authNonce(Array(repeating: 7, count: WireConstants.authTokenSize)).encoded()
+    let proof = Message.authProof(Array(repeating: 9, count: WireConstants.authTokenSize)).encoded()
+    seeds.append(("auth-then-hello", nonce + nonce + proof + proof + seedMessages[0].encoded()))
     // Handshakes followed by a session's traffic: the harness adopts the geometry of
     // the first hello or welcome, so these reach every kind under session limits.
     let session = seedMessages.filter { ![.hello, .welcome].contains($0.kind) }.flatMap { $0.encoded() }
