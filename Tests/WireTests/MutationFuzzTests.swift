@@ -8,7 +8,7 @@ import Wire
 /// step). The long runs are libFuzzer's; this one keeps the invariants from regressing.
 @Suite("Seeded mutation fuzzing of the decoder and the handshake")
 struct MutationFuzzTests {
-    static let inputs = 50_000
+    static let inputs = 30_000
     static let seed: UInt64 = 0x5EED_F022
 
     /// Handshake, the agents' session limits, the other tests' limits, and odd ones.
