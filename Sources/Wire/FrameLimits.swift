@@ -49,22 +49,29 @@ public struct FrameLimits: Equatable, Sendable {
 
     /// The limits of a migration session once the handshake fixed the geometry; the one
     /// definition both agents use. Guest state may take 4 bytes per page (at least 64 KiB).
+    /// Any geometry a `hello` or `welcome` may carry is safe here: products saturate.
     public static func session(pageSize: Int, pageCount: UInt64) -> FrameLimits {
-        FrameLimits(pageSize: pageSize, pageCount: pageCount, maxPagesPerFrame: sessionPagesPerFrame(pageSize: pageSize),
-                    maxControlPayload: sessionControlPayload,
-                    maxGuestState: max(64 * 1024, Int(clamping: pageCount.multipliedReportingOverflow(by: 4).partialValue)))
+        let (stateBytes, overflow) = pageCount.multipliedReportingOverflow(by: 4)
+        return FrameLimits(pageSize: pageSize, pageCount: pageCount, maxPagesPerFrame: sessionPagesPerFrame(pageSize: pageSize),
+                           maxControlPayload: sessionControlPayload,
+                           maxGuestState: max(64 * 1024, overflow ? Int.max : Int(clamping: stateBytes)))
     }
 
     /// The largest frame, header included, that these limits let through: what a
-    /// receive buffer must hold.
+    /// receive buffer must hold. Saturates at `Int.max` instead of trapping.
     public var largestFrame: Int {
         if isHandshake {  // only handshake, key-proof and error frames parse
             return WireConstants.headerSize + max(Hello.payloadSize, Welcome.payloadSize,
                                                   WireConstants.authTokenSize, WireConstants.maxErrorMessage + 2)
         }
-        let pages = maxPagesPerFrame.multipliedReportingOverflow(by: max(pageSize, 0))
-        let payload = max(pages.overflow ? Int.max / 2 : pages.partialValue, maxControlPayload, maxGuestState,
-                          Hello.payloadSize, WireConstants.maxErrorMessage + 8)
-        return WireConstants.headerSize + payload
+        func product(_ a: Int, _ b: Int) -> Int {
+            let (value, overflow) = max(a, 0).multipliedReportingOverflow(by: max(b, 0))
+            return overflow ? .max : value
+        }
+        let payload = max(product(maxPagesPerFrame, pageSize),
+                          product(maxPagesPerFrame, 16),  // a request with one PageHash per page
+                          maxControlPayload, maxGuestState, Hello.payloadSize, WireConstants.maxErrorMessage + 8)
+        let (frame, overflow) = WireConstants.headerSize.addingReportingOverflow(payload)
+        return overflow ? .max : frame
     }
 }
