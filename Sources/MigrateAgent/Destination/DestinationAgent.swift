@@ -520,8 +520,15 @@ public final class DestinationAgent: @unchecked Sendable {
         resolver.uffd.close()  // after the poller stopped watching it: releases any fault the unregister missed
         timer?.close()
         busyPoll.close()
-        urgent?.closeWhenFlushed()
-        bulk?.close()
+        // The urgent connection may carry the reason (an error frame) or `done`: the bulk one
+        // closes only after it, so that the source reads why before it sees a connection end.
+        if let urgent, !urgent.isClosed {
+            let bulk = self.bulk
+            urgent.onClose = { _ in bulk?.close() }
+            urgent.closeWhenFlushed()
+        } else {
+            bulk?.close()
+        }
         loop.shutdown()
     }
 

@@ -58,6 +58,8 @@ public final class SourceAgent: @unchecked Sendable {
     private var digest: ArenaDigest?
     private var endSent = false
     private var sessionStartNanos: UInt64 = 0
+    /// The bulk connection ended while the urgent one was open: detached at the next watchdog tick.
+    private var bulkEnded: String?
     /// When the destination's connections were lost (phase `awaitingResume`).
     private var detachedNanos: UInt64 = 0
     /// `have` frames a resumed bulk connection still owes before the stream restarts.
@@ -270,6 +272,7 @@ public final class SourceAgent: @unchecked Sendable {
         urgent = nil
         bulk = nil
         resumingBulk = nil
+        bulkEnded = nil
     }
 
     /// An authenticated destination resumes its session: its new urgent
@@ -441,6 +444,10 @@ public final class SourceAgent: @unchecked Sendable {
     private func checkDestinationReads() {
         let now = EventLoop.nowNanos()
         let timeout = configuration.peerTimeoutSeconds
+        if let message = bulkEnded, phase == .postcopy || phase == .precopy {
+            bulkEnded = nil
+            return detach(message)
+        }
         if phase == .awaitingResume {
             if Double(now - detachedNanos) / 1e9 > configuration.reconnectTimeoutSeconds {
                 abort("the destination did not resume the session within \(configuration.reconnectTimeoutSeconds) s "
@@ -469,8 +476,15 @@ public final class SourceAgent: @unchecked Sendable {
         // before its "done" on the urgent one is read here.
         if which == "bulk", endSent, case .endOfStream = reason { return }
         let sent = (stream?.pagesSent ?? 0) + (demand?.counts.pagesSent ?? 0)
-        detach("destination's \(which) connection ended before the migration finished (\(reason)); "
-            + "\(sent) of \(arena.pageCount) pages had been sent since switch-over")
+        let message = "destination's \(which) connection ended before the migration finished (\(reason)); "
+            + "\(sent) of \(arena.pageCount) pages had been sent since switch-over"
+        // A destination that gives up sends its reason on the urgent connection and then
+        // closes both: give that reason until the next watchdog tick to arrive.
+        if which == "bulk", case .endOfStream = reason, let urgent, !urgent.isClosed {
+            bulkEnded = bulkEnded ?? message
+            return
+        }
+        detach(message)
     }
 
     private func abort(_ reason: String) {
