@@ -148,3 +148,37 @@ struct AuthenticationTests {
         #expect(insecure.capturedOutput.contains("requires a pre-shared key"), "\(insecure.capturedOutput)")
     }
 }
+
+/// A peer that proves the key but asks for pages before switch-over: no page
+/// is owed yet, so the request is refused and the pages are not marked sent.
+@Suite("requests before switch-over")
+struct EarlyRequestTests {
+    @Test("an authenticated request before switch-over is refused by name")
+    func requestBeforeSwitchover() throws {
+        let (source, address) = try AgentHarness.startSource(arena: "4MiB")
+        defer { source.terminate() }
+        let key = try PresharedKey.load(path: AgentHarness.keyFile)
+        let peer = try FakePeer.connect(to: address)
+        let ownNonce = KeyProof.nonce()
+        peer.send(Message.authNonce(ownNonce).encoded())
+        guard case .authNonce(let sourceNonce, _)? = peer.nextMessage() else {
+            Issue.record("the source must answer a nonce with its own")
+            return
+        }
+        peer.send(Message.authProof(KeyProof.proof(key, role: .destination, destinationNonce: ownNonce, sourceNonce: sourceNonce)).encoded())
+        peer.send(Message.hello(Hello(channel: .urgent, pageSize: 4096, pageCount: 1024)).encoded())
+        guard case .authProof? = peer.nextMessage(), case .welcome? = peer.nextMessage() else {
+            Issue.record("a peer with the key must get the source's proof and a welcome")
+            return
+        }
+        // No bulk connection yet, so no switch-over: a request now is not from a real destination.
+        peer.send(Message.request(first: 0, count: 1, hashes: []).encoded())
+        let reply = FakePeer.messages(in: peer.readUntilClosed(), limits: .session(pageSize: 4096, pageCount: 1024))
+        guard case .error(let code, let message)? = reply.last else {
+            Issue.record("expected a refusal, got \(reply)")
+            return
+        }
+        #expect(code == .protocolViolation && message.contains("before switch-over"), "\(message)")
+        #expect(!reply.contains { $0.kind == .pages }, "no page may leave before switch-over")
+    }
+}

@@ -19,6 +19,8 @@ public protocol PageResolver: AnyObject, Sendable {
     func release()
     /// The migration succeeded: every page is in place and the guest needs us no more.
     func finish()
+    /// Installs zero pages where the guest gave pages back.
+    func installZero(first: Int, count: Int) throws(AgentError) -> InstallOutcome
 }
 
 extension PageResolver {
@@ -41,7 +43,7 @@ extension PageResolver {
         try install(first: first, count: count) { (address, length, _) in uffd.zeroPage(address, length: length) }
     }
 
-    private func install(first: Int, count: Int,
+    func install(first: Int, count: Int,
                          _ ioctl: (UnsafeMutableRawPointer, Int, Int) -> Userfaultfd.CopyResult) throws(AgentError) -> InstallOutcome {
         var outcome = InstallOutcome()
         var done = 0

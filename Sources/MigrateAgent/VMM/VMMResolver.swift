@@ -11,9 +11,42 @@ final class VMMResolver: PageResolver, @unchecked Sendable {
     var space: any GuestPageSpace { regions }
     let keepsStaleCopy = false
 
+    /// One page of zeros to copy from where `UFFDIO_ZEROPAGE` does not apply
+    /// (hugetlbfs pages); allocated once.
+    private let zeros: UnsafeMutableRawPointer?
+
     init(uffd: Userfaultfd, regions: VMMRegions) {
         self.uffd = uffd
         self.regions = regions
+        if regions.pageSize > Arena.systemPageSize {
+            let buffer = UnsafeMutableRawPointer.allocate(byteCount: regions.pageSize, alignment: 4096)
+            buffer.initializeMemory(as: UInt8.self, repeating: 0, count: regions.pageSize)
+            zeros = buffer
+        } else {
+            zeros = nil
+        }
+    }
+
+    deinit { zeros?.deallocate() }
+
+    /// Zero pages: `UFFDIO_ZEROPAGE` on small pages, a copy of a zero page on huge ones.
+    func installZero(first: Int, count: Int) throws(AgentError) -> InstallOutcome {
+        guard let zeros else {
+            return try install(first: first, count: count) { (address, length, _) in uffd.zeroPage(address, length: length) }
+        }
+        var outcome = InstallOutcome()
+        for page in first..<(first + count) {
+            let one = try install(first: page, count: 1) { (address, length, _) in
+                uffd.copy(to: address, from: zeros, length: length)
+            }
+            outcome.installed += one.installed
+            outcome.alreadyPresent += one.alreadyPresent
+            if one.interrupted {
+                outcome.interrupted = true
+                break
+            }
+        }
+        return outcome
     }
 
     func refresh(page: Int, fresh: UnsafeRawPointer?) throws(AgentError) {
