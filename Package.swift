@@ -65,11 +65,13 @@ let package = Package(
         .executableTarget(name: "stand-in-vmm", dependencies: ["CUffd", "CGuestAccess"], path: "Sources/StandInVMM"),
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         // stand-in-vmm: StandInVMMTests runs the binary built next to the test bundle.
-        .testTarget(name: "MigrateAgentTests", dependencies: ["MigrateAgent", "SyntheticGuest", "CUffd", "Wire", "MigrateDemo", "stand-in-vmm"]),
+        // Test helpers shared by the test targets (huge page reservations).
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "MigrateAgentTests", dependencies: ["TestSupport", "MigrateAgent", "SyntheticGuest", "CUffd", "Wire", "MigrateDemo", "stand-in-vmm"]),
         // The backend contract of BackendContract, once per backend the kernel offers.
         .testTarget(name: "BackendContractTests", dependencies: ["BackendContract", "MigrateAgent"]),
         // Runs the real migrate-agent binary as two processes on 127.0.0.1.
         .testTarget(
-            name: "IntegrationTests", dependencies: ["migrate-agent", "stand-in-vmm", "MigrateAgent", "SyntheticGuest", "MigrateDemo", "MigrateBench", "Wire"]),
+            name: "IntegrationTests", dependencies: ["TestSupport", "migrate-agent", "stand-in-vmm", "MigrateAgent", "SyntheticGuest", "MigrateDemo", "MigrateBench", "Wire"]),
     ]
 )

@@ -3,6 +3,7 @@ import Glibc
 import MigrateAgent
 import MigrateDemo
 import Testing
+import TestSupport
 
 /// Handler mode end to end, with real processes: a source serving a memory
 /// image, a destination waiting on a Unix socket, and the stand-in VMM that
@@ -25,11 +26,11 @@ struct VMMHandlerTests {
         let source: AgentProcess
         let address: String
 
-        init(sourceExtra: [String] = []) throws {
+        init(sourceExtra: [String] = [], imagePages: Int = 4096) throws {
             image = scratch.appendingPathComponent("memory.img").path
             socket = scratch.appendingPathComponent("uffd.sock").path
             report = scratch.appendingPathComponent("d.json").path
-            _ = try MemoryFileTests.makeImage(pages: 4096, at: image)
+            _ = try MemoryFileTests.makeImage(pages: imagePages, at: image)
             (source, address) = try AgentHarness.startSource(arena: nil, extra: ["--memory-file", image] + sourceExtra)
         }
 
@@ -62,6 +63,22 @@ struct VMMHandlerTests {
         #expect(r.digestMatch, "the image arrived whole")
         #expect(r.vmmPID == vmm.pid && r.vmmRegions == (layout == "gap" ? 2 : 1))
         #expect(r.demandPages + r.backgroundPages == 4096)
+    }
+
+    @Test("2 MiB hugetlbfs regions are served a whole huge page at a time (nr_hugepages raised and restored)")
+    func hugePages() throws {
+        let reservation = try #require(HugePageReservation(pages: 8), "could not reserve 8 huge pages (/proc/sys/vm/nr_hugepages)")
+        defer { reservation.restore() }
+        let setup = try Setup(sourceExtra: ["--page-size", "2MiB"], imagePages: 2048)  // 8 MiB: four huge pages
+        defer { setup.source.terminate() }
+        let destination = try setup.destination()
+        defer { destination.terminate() }
+        let vmm = try setup.vmm(["--page-size", "2097152", "--layout", "gap", "--threads", "2", "--kernel-access"])
+        defer { vmm.terminate() }
+        #expect(vmm.wait(seconds: 90) == 0, "\(vmm.capturedOutput)")
+        #expect(destination.wait(seconds: 60) == 0, "\(destination.capturedOutput)")
+        let r = try #require(setup.destinationReport)
+        #expect(r.digestMatch && r.pageSize == 2 << 20 && r.pageCount == 4, "\(r)")
     }
 
     @Test("pages the VMM's balloon gives back read zeros, never the image's bytes")

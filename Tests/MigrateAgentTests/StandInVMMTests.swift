@@ -5,6 +5,7 @@ import MigrateAgent
 import MigrateDemo
 import SyntheticGuest
 import Testing
+import TestSupport
 
 /// The stand-in VMM (the `stand-in-vmm` binary built next to this test bundle) against a tiny
 /// page-fault handler written here: it receives the handover with `UffdHandoverReceiver`, validates
@@ -305,26 +306,3 @@ final class TestImage: @unchecked Sendable {
     }
 }
 
-/// Raises /proc/sys/vm/nr_hugepages by `pages` (free 2 MiB pages for hugetlb guest memory) and restores it.
-struct HugePageReservation {
-    static let control = "/proc/sys/vm/nr_hugepages"
-    let original: Int
-
-    init?(pages: Int) {
-        guard let text = try? String(contentsOfFile: Self.control, encoding: .utf8),
-              let original = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) else { return nil }
-        self.original = original
-        guard (try? "\(original + pages)\n".write(toFile: Self.control, atomically: false, encoding: .utf8)) != nil else { return nil }
-        let meminfo = (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8)) ?? ""
-        let free = meminfo.split(separator: "\n").first { $0.hasPrefix("HugePages_Free:") }
-            .flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0
-        guard free >= pages else {
-            restore()
-            return nil
-        }
-    }
-
-    func restore() {
-        try? "\(original)\n".write(toFile: Self.control, atomically: false, encoding: .utf8)
-    }
-}
