@@ -34,6 +34,8 @@ struct DestinationCommand: ParsableCommand {
     @Option(help: "Write the report as JSON to this file.") var reportJson: String?
     @Option(help: "Write the guest's demand-fault latencies (an HdrHistogram of nanoseconds, JSON) to this file.")
     var latencyHistogram: String?
+    @Option(help: "Rewrite counters and the demand-latency histogram to this Prometheus text file every second.")
+    var metricsFile: String?
     @Flag(help: "Print the report as JSON on stdout.") var json = false
 
     func validate() throws {
@@ -68,6 +70,8 @@ struct DestinationCommand: ParsableCommand {
         try runReportingErrors {
             try checkWritable(reportJson)
             try checkWritable(latencyHistogram, what: "the latency histogram")
+            try checkWritable(metricsFile, what: "the metrics file")
+            configuration.metricsFile = metricsFile
             configuration.key = try key.load(role: "destination")
             configuration.encrypt = key.encrypt
             configuration.source = try SocketAddress(parsing: connect)

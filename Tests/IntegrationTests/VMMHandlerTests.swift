@@ -81,6 +81,28 @@ struct VMMHandlerTests {
         #expect(r.digestMatch && r.pageSize == 2 << 20 && r.pageCount == 4, "\(r)")
     }
 
+    @Test("the metrics file and the log2 latency buckets count the demand faults")
+    func metrics() throws {
+        let setup = try Setup(sourceExtra: ["--no-background"])
+        defer { setup.source.terminate() }
+        let metrics = setup.scratch.appendingPathComponent("metrics.prom").path
+        let destination = try setup.destination(["--metrics-file", metrics])
+        defer { destination.terminate() }
+        let vmm = try setup.vmm(["--threads", "2"])
+        defer { vmm.terminate() }
+        #expect(vmm.wait(seconds: 90) == 0, "\(vmm.capturedOutput)")
+        #expect(destination.wait(seconds: 60) == 0, "\(destination.capturedOutput)")
+        let r = try #require(setup.destinationReport)
+        let buckets = try #require(r.demandLatencyLog2Micros)
+        #expect(buckets.count == 32)
+        #expect(buckets.reduce(0, +) == UInt64(r.demandPages), "every demand fault is in one bucket")
+        let text = try String(contentsOfFile: metrics, encoding: .utf8)
+        #expect(text.contains("migrate_agent_pages_missing 0"), "\(text)")
+        #expect(text.contains("migrate_agent_demand_pages_total \(r.demandPages)"), "\(text)")
+        #expect(text.contains("migrate_agent_demand_fault_seconds_count \(r.demandPages)"), "\(text)")
+        #expect(text.contains("migrate_agent_demand_fault_seconds_bucket{le=\"+Inf\"} \(r.demandPages)"), "\(text)")
+    }
+
     @Test("pages the VMM's balloon gives back read zeros, never the image's bytes")
     func balloon() throws {
         // Demand only: the balloon's range is given back before any of it arrives.

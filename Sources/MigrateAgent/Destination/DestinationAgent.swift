@@ -61,6 +61,7 @@ public final class DestinationAgent: @unchecked Sendable {
     private var sourceDigest: UInt128?
     private var startNanos: UInt64 = 0
     private var lastProgressNanos: UInt64 = 0
+    private var lastMetricsNanos: UInt64 = 0
     /// From a lost connection until the resumed session's bulk connection said what
     /// it holds: the reconnect timeout runs from `droppedNanos`.
     private var recovering = false
@@ -286,6 +287,10 @@ public final class DestinationAgent: @unchecked Sendable {
         let lastHeard = max(startNanos, urgent?.lastFrameNanos ?? 0, bulk?.lastFrameNanos ?? 0)
         if phase != .finished, Double(now - lastHeard) / 1e9 > configuration.peerTimeoutSeconds {
             return lost("no data from the source for \(configuration.peerTimeoutSeconds) s (peer timeout)")
+        }
+        if configuration.metricsFile != nil, now - lastMetricsNanos > 1_000_000_000 {
+            lastMetricsNanos = now
+            writeMetrics()
         }
         if phase == .migrating, now - lastProgressNanos > 1_000_000_000 {
             lastProgressNanos = now
@@ -532,6 +537,14 @@ public final class DestinationAgent: @unchecked Sendable {
         loop.shutdown()
     }
 
+    /// Rewrites the metrics file; a failure is a warning (the migration goes on).
+    private func writeMetrics() {
+        guard let path = configuration.metricsFile else { return }
+        do { try MetricsFile(path: path).write(reportWithCounts(), log2Micros: phases.log2Micros) } catch {
+            report.warning = report.warning ?? error.description
+        }
+    }
+
     /// The report with the counters of the parts that did the work.
     private func reportWithCounts() -> DestinationReport {
         var report = self.report
@@ -564,6 +577,8 @@ public final class DestinationAgent: @unchecked Sendable {
     /// After the loop: waits for the guest and adds its outcome to the report.
     private func finishGuest() {
         report.phases = phases.summary
+        report.demandLatencyLog2Micros = phases.log2Micros
+        writeMetrics()
         if let guest {
             let outcome = guest.finish(within: configuration.guestDeadlineSeconds)
             if outcome.finished {

@@ -10,6 +10,9 @@ public struct DestinationConfiguration: Sendable {
     public var workload: @Sendable () -> (any DestinationWorkload)? = { nil }
     /// The key every connection proves, and the source must prove back (nil: none, `--insecure`).
     public var key: PresharedKey?
+    /// Rewrite the counters and the demand-latency histogram to this Prometheus
+    /// text file every second and at the end (nil: none).
+    public var metricsFile: String?
     /// Handler mode: a Unix socket where a VMM hands over its regions and userfaultfd
     /// (Firecracker's protocol); the arena size then comes from the regions.
     public var vmmSocket: String?

@@ -18,6 +18,10 @@ final class FaultPhaseClock {
     private var receivedHistogram = LatencySummary.makeHistogram()
     private var resolvedHistogram = LatencySummary.makeHistogram()
     private var totalHistogram = LatencySummary.makeHistogram()
+    /// Demand faults by loop-side latency (fault read until resolved), in log2 buckets
+    /// of microseconds as QEMU's `postcopy-latency-dist`: bucket i counts [2^i, 2^(i+1)) µs,
+    /// bucket 0 also everything under 1 µs. Allocated once.
+    private(set) var log2Micros = [UInt64](repeating: 0, count: 32)
 
     init(pageCount: Int) {
         touchLog = TouchLog(pageCount: pageCount)
@@ -59,6 +63,8 @@ final class FaultPhaseClock {
         _ = receivedHistogram.record(received > written ? received - written : 0)
         _ = resolvedHistogram.record(resolved > received ? resolved - received : 0)
         _ = totalHistogram.record(resolved - read)
+        let micros = (resolved - read) / 1000
+        log2Micros[micros == 0 ? 0 : min(31, 63 - micros.leadingZeroBitCount)] += 1
         resolvedAt[page] = resolved
         faultRead[page] = 0
     }

@@ -86,6 +86,15 @@ public enum ReportFormatting {
         if let g = r.guest {
             lines.append("  guest              \(g.threads) threads, \(g.pattern), \(g.accesses) accesses, \(g.writes) writes, \(g.mismatches) wrong pages")
         }
+        if let pid = r.vmmPID {
+            lines.append("  VMM                pid \(pid), \(r.vmmRegions ?? 0) regions\(r.vmmExited ? ", exited" : "")\(r.vmmKilled ? ", killed" : "")")
+            lines.append("  given back         \(r.removedRanges) ranges (\(r.removedPages) pages not yet here), \(r.zeroPages) zero pages, \(r.deferredInstalls) deferred installs")
+        }
+        if let buckets = r.demandLatencyLog2Micros, let last = buckets.lastIndex(where: { $0 > 0 }) {
+            let shown = (0...last).map { "<\(1 << ($0 + 1)):\(buckets[$0])" }.joined(separator: " ")
+            lines.append("  loop latency µs    \(shown)")
+        }
+        if let w = r.warning { lines.append("  warning            \(w)") }
         if let e = r.error { lines.append("  error              \(e)") }
         return lines.joined(separator: "\n")
     }

@@ -47,6 +47,9 @@ public struct DestinationReport: Codable, Sendable {
     public var faultLatencyMicros: LatencySummary?
     /// Destination-side phases of a demand fault, in microseconds.
     public var phases: FaultPhases?
+    /// Demand faults by loop-side latency (fault read until resolved) in log2 buckets of
+    /// microseconds, as QEMU's `postcopy-latency-dist`: entry i counts [2^i, 2^(i+1)) µs.
+    public var demandLatencyLog2Micros: [UInt64]?
     public var elapsedSeconds = 0.0
     public var digestMatch = false
     /// The source acknowledged the end of the migration (it may release the guest's memory).
