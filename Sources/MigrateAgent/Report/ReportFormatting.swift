@@ -78,7 +78,7 @@ public enum ReportFormatting {
             "  pages on demand    \(r.demandPages)",
             "  pages in background \(r.backgroundPages)",
             "  faults             \(r.missingFaults) missing, \(r.staleFaults) stale; \(r.unchangedPages) stale pages unchanged, \(r.refreshedPages) refreshed",
-            "  fault latency      \(micros(r.faultLatencyMicros))",
+            "  fault latency      \(r.guest == nil && r.faultLatencyMicros == nil ? "measured by the guest; none ran here (loop-side below)" : micros(r.faultLatencyMicros))",
             "  elapsed            \(String(format: "%.3f", r.elapsedSeconds)) s",
             "  switch-over        \(r.precopyPages) pages pre-copied, \(r.pagesProtectedAtSwitchover) protected, applied in \(String(format: "%.2f", r.switchoverApplyMillis)) ms",
             "  digest match       \(r.digestMatch ? "yes" : "no")",
