@@ -59,6 +59,8 @@ public final class DestinationAgent: @unchecked Sendable {
     private var guest: (any DestinationWorkload)?
     private var sessionID: UInt128 = 0
     private var sourceDigest: UInt128?
+    /// The digest of the arena as received, once every page is here (a pass over every page: computed once).
+    private var receivedDigest: UInt128?
     private var startNanos: UInt64 = 0
     private var lastProgressNanos: UInt64 = 0
     private var lastMetricsNanos: UInt64 = 0
@@ -304,6 +306,7 @@ public final class DestinationAgent: @unchecked Sendable {
     private func completeIfDone() {
         guard phase == .migrating, tracker.isComplete, let sourceDigest else { return }
         let digest = hashes.digest()
+        receivedDigest = digest
         report.digestMatch = digest == sourceDigest
         report.sourceDigest = hex(sourceDigest)
         report.destinationDigest = hex(digest)
@@ -316,9 +319,10 @@ public final class DestinationAgent: @unchecked Sendable {
         sendDone()
     }
 
+    /// Sends `done` with the digest `completeIfDone` computed (also again after a resume).
     private func sendDone() {
         let counts = installer.counts
-        urgent?.send(.done(pagesReceived: UInt64(counts.demand + counts.background), digest: hashes.digest()))
+        urgent?.send(.done(pagesReceived: UInt64(counts.demand + counts.background), digest: receivedDigest ?? hashes.digest()))
         urgent?.flush()
     }
 
@@ -414,22 +418,7 @@ public final class DestinationAgent: @unchecked Sendable {
             return sendDone()
         }
         phase = .migrating
-        var resent = 0
-        for page in 0..<space.pageCount {
-            switch tracker.state(page) {
-            case .requested:
-                urgent!.send(kind: .request, count: 1, arg: UInt64(page))
-            case .staleRequested where resolver.keepsStaleCopy:
-                urgent!.send(kind: .request, flags: RequestFlags.hasHash.rawValue, count: 1, arg: UInt64(page),
-                             payload: hashes.bytes(of: page))
-            case .staleRequested:
-                urgent!.send(kind: .request, count: 1, arg: UInt64(page))
-            default:
-                continue
-            }
-            resent += 1
-        }
-        urgent!.flush()
+        let resent = faults.requestAgain()
         configuration.progress("destination: the source welcomed us back; asked again for \(resent) pages")
         connectBulk()
     }

@@ -105,7 +105,7 @@ final class FaultService {
             counts.missing += 1
             flow.demandSent()
             tracker.set(page, .requested)
-            urgent?.send(kind: .request, count: 1, arg: UInt64(page))
+            sendRequest(page, withHash: false)
             phases.requested(page, at: now)
         case .requestStale(let withHash):
             counts.stale += 1
@@ -163,12 +163,34 @@ final class FaultService {
     private func requestFresh(_ page: Int, withHash: Bool, at now: UInt64) {
         flow.demandSent()
         tracker.set(page, .staleRequested)
+        sendRequest(page, withHash: withHash)
+        phases.requested(page, at: now)
+    }
+
+    /// Queues one page's request, with the held copy's hash when asked.
+    private func sendRequest(_ page: Int, withHash: Bool) {
         if withHash {
             urgent?.send(kind: .request, flags: RequestFlags.hasHash.rawValue, count: 1, arg: UInt64(page),
                          payload: hashes.bytes(of: page))
         } else {
             urgent?.send(kind: .request, count: 1, arg: UInt64(page))
         }
-        phases.requested(page, at: now)
+    }
+
+    /// After a resume: asks again for every page still waited on (requests are
+    /// idempotent, the page index is their key) and writes them. Returns how many.
+    func requestAgain() -> Int {
+        loop.assertOnLoop()
+        var resent = 0
+        for page in 0..<space.pageCount {
+            switch tracker.state(page) {
+            case .requested: sendRequest(page, withHash: false)
+            case .staleRequested: sendRequest(page, withHash: resolver.keepsStaleCopy)
+            default: continue
+            }
+            resent += 1
+        }
+        urgent?.flush()
+        return resent
     }
 }
