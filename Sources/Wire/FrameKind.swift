@@ -32,6 +32,9 @@ public enum FrameKind: UInt8, Sendable, CaseIterable {
     /// proving knowledge of the pre-shared key. The source sends its proof only
     /// after the destination's verified.
     case authProof = 14
+    /// Source → destination before `switchover`: pages the guest used most while it
+    /// ran on the source, hottest first; the background stream sends them first.
+    case hotSet = 15
 }
 
 extension FrameKind {

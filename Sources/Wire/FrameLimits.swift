@@ -8,7 +8,7 @@ public struct FrameLimits: Equatable, Sendable {
     public var pageCount: UInt64
     /// Most pages one `request`, `pages`, `zeroPages` or `unchanged` frame may cover.
     public var maxPagesPerFrame: Int
-    /// Most payload bytes of a `staleSet` or `have` frame.
+    /// Most payload bytes of a `staleSet`, `hotSet` or `have` frame.
     public var maxControlPayload: Int
     /// Most payload bytes of a `switchover` frame.
     public var maxGuestState: Int
@@ -44,7 +44,7 @@ public struct FrameLimits: Equatable, Sendable {
         max(1, min(sessionPagesPerFrame, sessionPageBytesPerFrame / max(1, pageSize)))
     }
 
-    /// Most payload bytes of a `staleSet` or `have` frame in a session.
+    /// Most payload bytes of a `staleSet`, `hotSet` or `have` frame in a session.
     public static let sessionControlPayload = 64 * 1024
 
     /// The limits of a migration session once the handshake fixed the geometry; the one

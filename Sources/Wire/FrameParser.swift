@@ -115,7 +115,7 @@ public enum FrameParser {
         case .zeroPages, .unchanged:
             try checkRun(kind, first: header.arg, count: count, maxCount: maxPages, limits.pageCount)
             (maxLength, expected) = (0, 0)
-        case .staleSet:
+        case .staleSet, .hotSet:
             try requireZero(kind, count: 0, arg: header.arg)
             (maxLength, expected) = (maxControl, count * 8)
         case .switchover:

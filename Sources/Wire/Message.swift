@@ -13,6 +13,8 @@ public enum Message: Equatable, Sendable {
     case unchanged(first: UInt64, count: Int)
     /// Page indices the destination must treat as stale.
     case staleSet([UInt64])
+    /// Hottest first; at most `FrameLimits.sessionControlPayload / 8` per frame, like `staleSet`.
+    case hotSet([UInt64])
     case switchover(arg: UInt64, state: [UInt8])
     case endOfStream(pagesSent: UInt64, digest: UInt128)
     case done(pagesReceived: UInt64, digest: UInt128)
@@ -37,6 +39,7 @@ public enum Message: Equatable, Sendable {
         case .zeroPages: .zeroPages
         case .unchanged: .unchanged
         case .staleSet: .staleSet
+        case .hotSet: .hotSet
         case .switchover: .switchover
         case .endOfStream: .endOfStream
         case .done: .done
@@ -66,6 +69,8 @@ extension Message: CustomStringConvertible {
             "unchanged(first: \(first), count: \(count))"
         case .staleSet(let indices):
             "staleSet(\(indices.count) pages)"
+        case .hotSet(let indices):
+            "hotSet(\(indices.count) pages)"
         case .switchover(let arg, let state):
             "switchover(arg: \(arg), \(state.count) bytes)"
         case .endOfStream(let sent, let digest):

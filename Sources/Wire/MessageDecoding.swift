@@ -32,15 +32,9 @@ extension Message {
         case .unchanged:
             self = .unchanged(first: header.arg, count: count)
         case .staleSet:
-            let pageCount = frame.limits.pageCount
-            var indices: [UInt64] = []
-            indices.reserveCapacity(count)
-            for i in 0..<count {
-                let index: UInt64 = base.loadLE(at: i * 8)
-                guard index < pageCount else { throw .pageOutOfRange(first: index, count: 1, pageCount: pageCount) }
-                indices.append(index)
-            }
-            self = .staleSet(indices)
+            self = .staleSet(try Self.decodeIndices(base, count: count, pageCount: frame.limits.pageCount))
+        case .hotSet:
+            self = .hotSet(try Self.decodeIndices(base, count: count, pageCount: frame.limits.pageCount))
         case .switchover:
             self = .switchover(arg: header.arg, state: Array(payload))
         case .endOfStream:
@@ -105,5 +99,17 @@ extension Message {
         let sessionID: UInt128 = base.loadLE(at: 16)
         if sessionID == 0 { throw .badPayload(kind: .welcome, reason: "session id 0 is reserved for \"new session\"") }
         return Welcome(pageSize: Int(pageSize), pageCount: pageCount, sessionID: sessionID)
+    }
+
+    /// A list of page indices (`staleSet`, `hotSet`), each checked against the page count.
+    private static func decodeIndices(_ base: UnsafeRawPointer, count: Int, pageCount: UInt64) throws(WireError) -> [UInt64] {
+        var indices: [UInt64] = []
+        indices.reserveCapacity(count)
+        for i in 0..<count {
+            let index: UInt64 = base.loadLE(at: i * 8)
+            guard index < pageCount else { throw .pageOutOfRange(first: index, count: 1, pageCount: pageCount) }
+            indices.append(index)
+        }
+        return indices
     }
 }

@@ -35,7 +35,7 @@ extension Message {
             (arg, count, flags, payload) = (first, UInt64(n), pageFlags.rawValue, bytes)
         case .zeroPages(let first, let n), .unchanged(let first, let n):
             (arg, count) = (first, UInt64(n))
-        case .staleSet(let indices):
+        case .staleSet(let indices), .hotSet(let indices):
             count = UInt64(indices.count)
             payload.reserveCapacity(indices.count * 8)
             for index in indices { payload.appendLE(index) }

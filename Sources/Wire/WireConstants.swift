@@ -3,8 +3,9 @@ public enum WireConstants {
     /// The first four bytes of every frame: "PCMA" on the wire (little-endian 0x414D_4350).
     public static let magic: UInt32 = 0x414D_4350
     /// The protocol version this build speaks; byte 4 of every header.
-    /// Version 2 added the key proof (`authNonce`, `authProof`) before `hello`.
-    public static let protocolVersion: UInt8 = 2
+    /// Version 2 added the key proof (`authNonce`, `authProof`) before `hello`;
+    /// version 3 the `hotSet` frame.
+    public static let protocolVersion: UInt8 = 3
     /// Size of the fixed frame header in bytes.
     public static let headerSize = 24
     /// Largest UTF-8 message an `error` frame may carry, in bytes.

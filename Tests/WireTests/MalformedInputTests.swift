@@ -22,15 +22,17 @@ struct MalformedInputTests {
     }
 
     @Test func wrongVersion() {
-        // Version 1 agents (before the key proof) are refused at the first header.
-        #expect(firstError(Array(rawHeader(kind: 5, version: 1).prefix(5))) == .unsupportedVersion(found: 1, supported: 2))
-        #expect(firstError(Array(rawHeader(kind: 5, version: 3).prefix(5))) == .unsupportedVersion(found: 3, supported: 2))
-        #expect(firstError(rawHeader(kind: 5, version: 0)) == .unsupportedVersion(found: 0, supported: 2))
+        // Version 1 agents (before the key proof) and version 2 (before the hot set) are
+        // refused at the first header.
+        #expect(firstError(Array(rawHeader(kind: 5, version: 1).prefix(5))) == .unsupportedVersion(found: 1, supported: 3))
+        #expect(firstError(Array(rawHeader(kind: 5, version: 2).prefix(5))) == .unsupportedVersion(found: 2, supported: 3))
+        #expect(firstError(Array(rawHeader(kind: 5, version: 4).prefix(5))) == .unsupportedVersion(found: 4, supported: 3))
+        #expect(firstError(rawHeader(kind: 5, version: 0)) == .unsupportedVersion(found: 0, supported: 3))
     }
 
     @Test func unknownKind() {
         #expect(firstError(rawHeader(kind: 0)) == .unknownKind(0))
-        #expect(firstError(Array(rawHeader(kind: 15).prefix(6))) == .unknownKind(15))
+        #expect(firstError(Array(rawHeader(kind: 16).prefix(6))) == .unknownKind(16))
         #expect(firstError(rawHeader(kind: 255)) == .unknownKind(255))
     }
 

@@ -265,8 +265,8 @@ private struct Checker {
     mutating func checkMessage(_ message: Message, _ frame: ParsedFrame, _ rest: UnsafeRawBufferPointer, _ input: [UInt8], _ limits: FrameLimits) {
         if message.kind != frame.header.kind { fail("\(frame.header.kind) decoded as \(message.kind)", input, limits) }
         switch message {
-        case .staleSet(let indices):
-            if indices.contains(where: { $0 >= limits.pageCount }) { fail("stale index outside the arena", input, limits) }
+        case .staleSet(let indices), .hotSet(let indices):
+            if indices.contains(where: { $0 >= limits.pageCount }) { fail("page index outside the arena", input, limits) }
         case .pages(_, let count, _, let bytes):
             if bytes.count != count * limits.pageSize { fail("\(bytes.count) bytes for \(count) pages", input, limits) }
         case .request(_, let count, let hashes):

@@ -70,7 +70,8 @@ struct StreamSplitTests {
             let (first, count) = run()
             return .unchanged(first: first, count: count)
         case 6:
-            return .staleSet((0..<Int.random(in: 0...100, using: &rng)).map { _ in UInt64.random(in: 0..<pageCount, using: &rng) })
+            let indices = (0..<Int.random(in: 0...100, using: &rng)).map { _ in UInt64.random(in: 0..<pageCount, using: &rng) }
+            return Bool.random(using: &rng) ? .staleSet(indices) : .hotSet(indices)
         case 7:
             let count = Int.random(in: 1...200, using: &rng)
             var bits = (0..<(count + 7) / 8).map { _ in UInt8.random(in: 0...255, using: &rng) }

@@ -35,6 +35,7 @@ let sampleMessages: [Message] = [
     .unchanged(first: 7, count: 1),
     .staleSet([]),
     .staleSet([0, 999, 42, 42]),
+    .hotSet([999, 0, 7]),
     .switchover(arg: 0xFFFF_0000_1234, state: []),
     .switchover(arg: 1, state: Array(0...255)),
     .endOfStream(pagesSent: 1_000, digest: 0xABCD << 100 | 17),

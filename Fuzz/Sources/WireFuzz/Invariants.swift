@@ -156,9 +156,9 @@ func checkHeaderAgainstLimits(_ header: FrameHeader, _ limits: FrameLimits) {
         let (end, overflow) = header.arg.addingReportingOverflow(count)
         require(count >= 1 && !overflow && end <= limits.pageCount, "have pages \(header.arg)+\(count) outside \(limits.pageCount)")
         require(Int(header.length) <= max(limits.maxControlPayload, 0), "have payload \(header.length) over the cap")
-    case .staleSet:
-        require(!limits.isHandshake, "staleSet accepted before the handshake")
-        require(Int(header.length) <= max(limits.maxControlPayload, 0), "staleSet payload \(header.length) over the cap")
+    case .staleSet, .hotSet:
+        require(!limits.isHandshake, "\(header.kind) accepted before the handshake")
+        require(Int(header.length) <= max(limits.maxControlPayload, 0), "\(header.kind) payload \(header.length) over the cap")
     case .switchover:
         require(!limits.isHandshake, "switchover accepted before the handshake")
         require(Int(header.length) <= max(limits.maxGuestState, 0), "switchover payload \(header.length) over the cap")
@@ -263,9 +263,9 @@ func checkMessage(_ message: Message, _ frame: ParsedFrame, in rest: UnsafeRawBu
         require(bytes.count == count * limits.pageSize, "\(bytes.count) page bytes for \(count) pages")
     case .zeroPages(let first, let count), .unchanged(let first, let count):
         checkRun(first, count)
-    case .staleSet(let indices):
-        require(indices.allSatisfy { $0 < limits.pageCount }, "stale index outside \(limits.pageCount) pages")
-        require(indices.count * 8 <= max(limits.maxControlPayload, 0), "\(indices.count) stale indices over the cap")
+    case .staleSet(let indices), .hotSet(let indices):
+        require(indices.allSatisfy { $0 < limits.pageCount }, "page index outside \(limits.pageCount) pages")
+        require(indices.count * 8 <= max(limits.maxControlPayload, 0), "\(indices.count) page indices over the cap")
     case .switchover(_, let state):
         require(state.count <= max(limits.maxGuestState, 0), "guest state of \(state.count) bytes over the cap")
     case .error(_, let text):

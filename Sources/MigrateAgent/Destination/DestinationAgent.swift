@@ -42,6 +42,7 @@ public final class DestinationAgent: @unchecked Sendable {
     private let busyPoll: BusyPoll
     private let faults: FaultService
     private let installer: PageInstaller
+    private let hotSet = HotSetWatch()
     /// The session's frame limits, fixed by the arena's geometry.
     private let sessionLimits: FrameLimits
     // Loop thread only, like everything below.
@@ -146,11 +147,11 @@ public final class DestinationAgent: @unchecked Sendable {
         switch (phase, frame.header.kind) {
         case (.migrating, .pages):
             try installer.install(frame, demand: true, receivedAt: urgent!.lastReceiveNanos)
-            completeIfDone()
+            pagesArrived()
         case (.migrating, .unchanged):
             try installer.unchanged(first: Int(frame.header.arg), count: Int(frame.header.count),
                                     receivedAt: urgent!.lastReceiveNanos)
-            completeIfDone()
+            pagesArrived()
         case (.awaitingWelcome, .welcome):
             guard case .welcome(let welcome) = try Message.decode(frame) else { return }
             guard welcome.pageSize == space.pageSize, welcome.pageCount == UInt64(space.pageCount) else {
@@ -231,11 +232,14 @@ public final class DestinationAgent: @unchecked Sendable {
         case (.precopy, .staleSet):
             guard case .staleSet(let pages) = try Message.decode(frame) else { return }
             Switchover.markStale(pages, tracker: tracker)
+        case (.precopy, .hotSet):
+            guard case .hotSet(let pages) = try Message.decode(frame) else { return }
+            hotSet.announce(pages)
         case (.precopy, .switchover):
             try switchover(frame)
         case (.migrating, .pages):
             try installer.install(frame, demand: false, receivedAt: bulk!.lastReceiveNanos)
-            completeIfDone()
+            pagesArrived()
         case (.migrating, .endOfStream):
             guard case .endOfStream(_, let digest) = try Message.decode(frame) else { return }
             sourceDigest = digest
@@ -258,6 +262,7 @@ public final class DestinationAgent: @unchecked Sendable {
             handle { () throws(AgentError) in try faults.drain() }
         }
         phase = .migrating
+        hotSet.switchedOver(at: applyStart)
         faults.serving = true
         if let vmm = memory.vmm {
             vmmWatch = try FdPoller(loop: loop, fd: vmm.connection) { [unowned self] in vmmSocketReadable(vmm) }
@@ -299,6 +304,12 @@ public final class DestinationAgent: @unchecked Sendable {
             configuration.progress("destination: \(tracker.presentCount)/\(space.pageCount) pages "
                 + "(\(100 * tracker.presentCount / space.pageCount)%), \(installer.counts.demand) on demand")
         }
+    }
+
+    /// After pages were installed: the hot set's residency, then the end.
+    private func pagesArrived() {
+        hotSet.advance(tracker, now: EventLoop.nowNanos())
+        completeIfDone()
     }
 
     /// Every page is here and the source's digest arrived: compare, tell the
@@ -560,6 +571,9 @@ public final class DestinationAgent: @unchecked Sendable {
         report.removedPages = f.removedPages
         report.zeroPages = f.zeroFilled
         report.pagesMissing = tracker.missingCount
+        report.hotSetPages = hotSet.count
+        report.hotSetResidentMillis = hotSet.residentAfterMillis
+        if hotSet.count > 0, phase == .finished { report.hotSetDemandFaults = hotSet.demandFetched(tracker) }
         return report
     }
 

@@ -83,6 +83,10 @@ public enum ReportFormatting {
             "  switch-over        \(r.precopyPages) pages pre-copied, \(r.pagesProtectedAtSwitchover) protected, applied in \(String(format: "%.2f", r.switchoverApplyMillis)) ms",
             "  digest match       \(r.digestMatch ? "yes" : "no")",
         ]
+        if r.hotSetPages > 0 {
+            lines.append("  hot set            \(r.hotSetPages) pages, \(r.hotSetDemandFaults) faulted on demand, "
+                + (r.hotSetResidentMillis.map { "all resident \(String(format: "%.1f", $0)) ms after switch-over" } ?? "not all resident"))
+        }
         if let g = r.guest {
             lines.append("  guest              \(g.threads) threads, \(g.pattern), \(g.accesses) accesses, \(g.writes) writes, \(g.mismatches) wrong pages")
         }

@@ -44,6 +44,12 @@ public struct DestinationReport: Codable, Sendable {
     public var pagesProtectedAtSwitchover = 0
     /// From the guest state's arrival until the guest ran: mapping and protecting.
     public var switchoverApplyMillis = 0.0
+    /// The hot set the source announced (its guest's most used pages, streamed first),
+    /// how many of them the guest here still faulted on, and how long after switch-over
+    /// the last of them was resident (nil: no hot set, or not all arrived).
+    public var hotSetPages = 0
+    public var hotSetDemandFaults = 0
+    public var hotSetResidentMillis: Double?
     public var faultLatencyMicros: LatencySummary?
     /// Destination-side phases of a demand fault, in microseconds.
     public var phases: FaultPhases?
