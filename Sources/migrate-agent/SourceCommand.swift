@@ -22,6 +22,9 @@ struct SourceCommand: ParsableCommand {
     @Option(help: "How pre-copy finds dirtied pages: pagemap-scan, sync-wp or auto.") var dirtyTracking = "auto"
     @Flag(inversion: .prefixedNo, help: "Stream every page in the background (off: pages move only on demand).")
     var background = true
+
+    @Flag(inversion: .prefixedNo, help: "After a demand request, continue the background stream right behind the requested page.")
+    var followDemand = true
     @Option(help: "Microseconds the loop keeps polling instead of sleeping after demand activity (0: off).")
     var busyPoll = 50
     @Option(help: "Seconds a destination may leave the stream unread before giving up.") var peerTimeout = 10.0
@@ -60,6 +63,7 @@ struct SourceCommand: ParsableCommand {
             }
         }
         configuration.background = background
+        configuration.followDemand = followDemand
         configuration.busyPollMicros = busyPoll
         configuration.peerTimeoutSeconds = peerTimeout
         configuration.reconnectTimeoutSeconds = reconnectTimeout

@@ -1,11 +1,26 @@
 import Wire
 
+/// Where a `PageStream` queues its frames: the bulk connection (a recording sink in unit tests).
+protocol PageSink: AnyObject {
+    /// Bytes queued and not yet written.
+    var backlog: Int { get }
+    func send(kind: FrameKind, flags: UInt16, count: UInt32, arg: UInt64, payload: UnsafeRawBufferPointer?)
+    func flush()
+}
+
+extension TCPConnection: PageSink {}
+
 /// Streams pages from the arena to a connection in runs of consecutive pages
 /// (header plus a pointer into the arena: no copy), with backpressure: it
 /// queues until the connection's backlog reaches a high-water mark and is
 /// pumped again when writes complete. Used for every pre-copy round and for
 /// the post-copy background stream, which skips pages already sent on demand.
-/// Threading: the source's loop thread only.
+///
+/// A stream over the whole arena with a skip set goes round the arena from a
+/// cursor the guest's demand requests can move (`follow`): after a request for
+/// page p it continues at p + 1, where a guest reading forwards goes next, and
+/// comes back for what it jumped over. It is finished when every page is in
+/// the skip set. Threading: the source's loop thread only.
 final class PageStream {
     private let arena: Arena
     private let pages: [Int]?
@@ -28,15 +43,29 @@ final class PageStream {
 
     private var count: Int { pages?.count ?? arena.pageCount }
     @inline(__always) private func page(at i: Int) -> Int { pages?[i] ?? i }
+    /// Round the whole arena, finished when the skip set is full.
+    private var circular: Bool { pages == nil && skip != nil }
 
-    var finished: Bool { cursor >= count }
+    var finished: Bool { circular ? skip!.isFull : cursor >= count }
+
+    /// A demand request for pages up to `page` (exclusive end) was served:
+    /// continue the stream there. Only a stream round the whole arena follows.
+    func follow(to end: Int) {
+        guard circular else { return }
+        cursor = end < count ? end : 0
+    }
 
     /// Queues runs until the backlog reaches `highWater` or every page is queued,
     /// then flushes. Returns true once the last page has been queued.
-    func pump(_ connection: TCPConnection, highWater: Int) -> Bool {
-        while connection.backlog < highWater && cursor < count {
-            while cursor < count, let skip, skip.contains(page(at: cursor)) { cursor += 1 }
-            guard cursor < count else { break }
+    func pump(_ connection: some PageSink, highWater: Int) -> Bool {
+        while connection.backlog < highWater && !finished {
+            if circular {
+                // Not finished: some page is not in the skip set, so this ends.
+                while skip!.contains(cursor) { cursor = cursor + 1 < count ? cursor + 1 : 0 }
+            } else {
+                while cursor < count, let skip, skip.contains(page(at: cursor)) { cursor += 1 }
+                guard cursor < count else { break }
+            }
             let first = page(at: cursor)
             var n = 1
             while cursor + n < count, n < pagesPerFrame, page(at: cursor + n) == first + n, !(skip?.contains(first + n) ?? false) { n += 1 }
@@ -45,6 +74,7 @@ final class PageStream {
                             payload: UnsafeRawBufferPointer(start: arena.ioPage(first), count: n * arena.pageSize))
             pagesSent += n
             cursor += n
+            if circular && cursor == count { cursor = 0 }
         }
         connection.flush()
         return finished

@@ -393,6 +393,7 @@ public final class SourceAgent: @unchecked Sendable {
                 return urgent.fail(.protocolViolation, "a page request before switch-over")
             }
             demand.serve(frame, on: urgent)
+            if configuration.followDemand { stream?.follow(to: Int(frame.header.arg + UInt64(frame.header.count))) }
         case .done:
             let message: Message
             do { message = try Message.decode(frame) } catch { return urgent.fail(.protocolViolation, error.description) }

@@ -12,6 +12,9 @@ public struct SourceConfiguration: Sendable {
     /// Stream every page in the background; off, pages move only on demand
     /// (a benchmark scenario: the guest must then touch every page).
     public var background = true
+    /// After a demand request, the background stream continues right behind the
+    /// requested page, where a guest reading forwards goes next (as QEMU does).
+    public var followDemand = true
     /// Pre-copy rounds while the guest runs here (0: pure post-copy).
     public var precopyRounds = 0
     /// Stop pre-copy early once a round dirtied at most this many pages (nil: 1/64 of the arena).
