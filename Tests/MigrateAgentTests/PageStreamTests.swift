@@ -4,7 +4,7 @@ import Wire
 
 /// Records the runs a stream queues; a unit double of the bulk connection
 /// (the order logic is not about the network).
-private final class RecordingSink: PageSink {
+final class RecordingSink: PageSink {
     var runs: [(first: Int, count: Int)] = []
     var backlog = 0
     func send(kind: FrameKind, flags: UInt16, count: UInt32, arg: UInt64, payload: UnsafeRawBufferPointer?) {
@@ -71,5 +71,22 @@ struct PageStreamTests {
         #expect(stream.pump(sink, highWater: 1 << 30))
         #expect(sink.pages == [5, 6, 1, 3])
         #expect(sink.runs.count == 3)
+    }
+}
+
+@Suite("PageStream head")
+struct PageStreamHeadTests {
+    @Test("the head goes first in its order, then the rest of the arena; demand moves the cursor only after the head")
+    func headFirst() throws {
+        let arena = try Arena(size: 10 * Arena.systemPageSize)
+        let skip = PageSet(pageCount: 10)
+        let stream = PageStream(arena: arena, pages: nil, head: [7, 8, 2, 5], pagesPerFrame: 4, skip: skip)
+        skip.insert(5)  // sent on demand before the stream reached it
+        stream.follow(to: 6)  // ignored: the head is not done
+        let sink = RecordingSink()
+        #expect(stream.pump(sink, highWater: 1 << 30))
+        #expect(sink.pages == [7, 8, 2, 0, 1, 3, 4, 6, 9])
+        #expect(stream.headPagesSent == 3 && stream.headDone)
+        #expect(sink.runs.first! == (7, 2))
     }
 }

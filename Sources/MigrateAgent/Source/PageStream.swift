@@ -16,11 +16,13 @@ extension TCPConnection: PageSink {}
 /// pumped again when writes complete. Used for every pre-copy round and for
 /// the post-copy background stream, which skips pages already sent on demand.
 ///
-/// A stream over the whole arena with a skip set goes round the arena from a
-/// cursor the guest's demand requests can move (`follow`): after a request for
-/// page p it continues at p + 1, where a guest reading forwards goes next, and
-/// comes back for what it jumped over. It is finished when every page is in
-/// the skip set. Threading: the source's loop thread only.
+/// A stream over the whole arena with a skip set may start with a `head`
+/// (the hot set, a recorded trace: pages in the order they are wanted), then
+/// goes round the arena from a cursor the guest's demand requests can move
+/// (`follow`): after a request for page p it continues at p + 1, where a guest
+/// reading forwards goes next, and comes back for what it jumped over. It is
+/// finished when every page is in the skip set. Threading: the source's loop
+/// thread only.
 final class PageStream {
     private let arena: Arena
     private let pages: [Int]?
@@ -30,16 +32,26 @@ final class PageStream {
     /// stream adds what it sends.
     private let skip: PageSet?
     private var cursor = 0
+    /// Pages sent first, in this order, before the whole arena (with a skip set only).
+    private let head: [Int]
+    private var headCursor = 0
     private(set) var pagesSent = 0
+    /// Pages of `head` this stream sent (the rest had gone on demand).
+    private(set) var headPagesSent = 0
 
-    /// Streams `pages` in this order, or the whole arena when nil.
-    init(arena: Arena, pages: [Int]?, flags: PageFlags = [], pagesPerFrame: Int, skip: PageSet? = nil) {
+    /// Streams `pages` in this order, or the whole arena when nil (then `head` first).
+    init(arena: Arena, pages: [Int]?, head: [Int] = [], flags: PageFlags = [], pagesPerFrame: Int, skip: PageSet? = nil) {
+        precondition(head.isEmpty || (pages == nil && skip != nil), "a head goes before a whole-arena stream with a skip set")
         self.arena = arena
         self.pages = pages
+        self.head = head
         self.flags = flags
         self.pagesPerFrame = max(1, pagesPerFrame)
         self.skip = skip
     }
+
+    /// Whether every page of the head was sent (here or on demand).
+    var headDone: Bool { headCursor >= head.count }
 
     private var count: Int { pages?.count ?? arena.pageCount }
     @inline(__always) private func page(at i: Int) -> Int { pages?[i] ?? i }
@@ -51,13 +63,16 @@ final class PageStream {
     /// A demand request for pages up to `page` (exclusive end) was served:
     /// continue the stream there. Only a stream round the whole arena follows.
     func follow(to end: Int) {
-        guard circular else { return }
+        guard circular, headDone else { return }
         cursor = end < count ? end : 0
     }
 
     /// Queues runs until the backlog reaches `highWater` or every page is queued,
     /// then flushes. Returns true once the last page has been queued.
     func pump(_ connection: some PageSink, highWater: Int) -> Bool {
+        while connection.backlog < highWater && !finished && !headDone {
+            pumpHead(connection)
+        }
         while connection.backlog < highWater && !finished {
             if circular {
                 // Not finished: some page is not in the skip set, so this ends.
@@ -78,5 +93,21 @@ final class PageStream {
         }
         connection.flush()
         return finished
+    }
+
+    /// Queues the next run of the head: consecutive head entries with consecutive pages.
+    private func pumpHead(_ connection: some PageSink) {
+        let skip = skip!
+        while headCursor < head.count, skip.contains(head[headCursor]) { headCursor += 1 }
+        guard headCursor < head.count else { return }
+        let first = head[headCursor]
+        var n = 1
+        while headCursor + n < head.count, n < pagesPerFrame, head[headCursor + n] == first + n, !skip.contains(first + n) { n += 1 }
+        skip.insert(first: first, count: n)
+        connection.send(kind: .pages, flags: flags.rawValue, count: UInt32(n), arg: UInt64(first),
+                        payload: UnsafeRawBufferPointer(start: arena.ioPage(first), count: n * arena.pageSize))
+        pagesSent += n
+        headPagesSent += n
+        headCursor += n
     }
 }
