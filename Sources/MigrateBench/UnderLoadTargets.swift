@@ -220,7 +220,7 @@ public enum UnderLoadTargets {
         func mib(_ b: Int) -> String { f(Double(b) / 1_048_576) }
         t.context = "PSS \(mib(worst.pssBytes)) MiB for a \(ByteSize(bytes: arena)) arena: \(mib(own)) MiB of its own "
             + "(anonymous \(mib(worst.pssAnonBytes)), files \(mib(worst.pssFileBytes)), shared memory beyond the arena "
-            + "\(mib(worst.pssShmemBytes - arena))); RSS \(mib(worst.rssBytes)) MiB counts the arena's two views twice"
+            + "\(mib(worst.pssShmemBytes - arena))); RSS \(mib(worst.rssBytes)) MiB counts an arena page mapped in both views twice"
         return t
     }
 }
