@@ -126,7 +126,8 @@ struct BenchCommand: ParsableCommand {
         for s in BenchScenario.defaults(backend: probe.backend, staleAvailable: true) { Console.out("  \(s.name)") }
         Console.out("all (on this kernel's backends: \(probe.availableBackends.map(\.rawValue).joined(separator: ", "))):")
         for s in BenchScenario.all(backends: probe.availableBackends, staleAvailable: true) { Console.out("  \(s.name)") }
-        Console.out("(-stale scenarios need hybrid pre-copy in the source; hotset needs bg)")
+        Console.out("(-stale and -hybrid scenarios need hybrid pre-copy in the source; hotset needs bg; NAME@SIZE runs with "
+            + "an arena of its own and adds an idle migration of that size to compare with)")
     }
 
     private func render(_ path: String) throws {
