@@ -5,7 +5,8 @@ import MigrateAgent
 import MigrateDemo
 
 /// One migration between a real source process and a real destination
-/// process on 127.0.0.1, as the benchmark runs it: start the source, wait for
+/// process on 127.0.0.1 (or, with `link`, each in a network namespace of its
+/// own, started with `ip netns exec`, across the shaped veth pair), as the benchmark runs it: start the source, wait for
 /// `listening on`, start the destination, wait for both with deadlines, read
 /// their reports and the guest's latency histogram, and refuse any run whose
 /// integrity is in doubt (non-zero exit, wrong page, digest mismatch,
@@ -26,6 +27,13 @@ struct AgentPair {
     let label: String
     let arenaBytes: Int
     let timeoutSeconds: Double
+    var link: LinkHosts? = nil
+
+    /// The command that starts an agent: the binary, or `ip netns exec NS` it.
+    private func command(_ arguments: [String], in namespace: String?) -> (String, [String]) {
+        guard let namespace, let ip = LinkHosts.ip else { return (executable, arguments) }
+        return (ip, ["netns", "exec", namespace, executable] + arguments)
+    }
 
     func run(sourceOptions: [String], destinationOptions: [String]) throws(AgentError) -> Outcome {
         let base = "\(directory)/\(label)"
@@ -35,23 +43,20 @@ struct AgentPair {
         try PresharedKey.generate(path: key)  // a key per run, as in production
         defer { try? FileManager.default.removeItem(atPath: key) }
         let before = CPUUsage.snapshot()
-        let source = try AgentProcess(
-            executable: executable,
-            arguments: ["source", "--listen", "127.0.0.1:0", "--arena", "\(arenaBytes)", "--report-json", files.source,
-                        "--psk-file", key] + sourceOptions,
-            stderrPath: "\(base).source.log")
+        let sourceCommand = command(["source", "--listen", "\(link?.sourceAddress ?? "127.0.0.1"):0", "--arena", "\(arenaBytes)",
+                                     "--report-json", files.source, "--psk-file", key] + sourceOptions, in: link?.source)
+        let source = try AgentProcess(executable: sourceCommand.0, arguments: sourceCommand.1, stderrPath: "\(base).source.log")
         guard let address = source.awaitLine(prefix: "listening on ", seconds: 120) else {
             source.stop(signal: SIGKILL)
             throw .migrationFailed("\(label): the source did not start listening within 120 s\n\(source.stderrTail(name: "source"))")
         }
         let destination: AgentProcess
         do {
-            destination = try AgentProcess(
-                executable: executable,
-                arguments: ["destination", "--connect", address, "--arena", "\(arenaBytes)",
-                            "--report-json", files.destination, "--latency-histogram", files.histogram,
-                            "--psk-file", key] + destinationOptions,
-                stderrPath: "\(base).destination.log")
+            let destinationCommand = command(["destination", "--connect", address, "--arena", "\(arenaBytes)",
+                                              "--report-json", files.destination, "--latency-histogram", files.histogram,
+                                              "--psk-file", key] + destinationOptions, in: link?.destination)
+            destination = try AgentProcess(executable: destinationCommand.0, arguments: destinationCommand.1,
+                                           stderrPath: "\(base).destination.log")
         } catch {
             source.stop(signal: SIGKILL)
             throw error

@@ -24,6 +24,9 @@ public struct BenchConfiguration: Sendable {
     public var pinnedBaselines = true
     /// `--busy-poll` for both agents (microseconds); nil: the agents' default.
     public var busyPollMicros: Int?
+    /// Real links (issue 9): the agents in network namespaces joined by a veth pair
+    /// shaped to each rate in turn; empty for none.
+    public var links: [LinkRate] = []
     /// Both agents of every run encrypt their connections (`--encrypt`).
     public var encrypt = false
     /// Deadline of one agent run (source and destination), seconds.

@@ -25,9 +25,12 @@ public enum BenchMarkdown {
         md.append("")
         md.append("| target | measured | limit | verdict | basis |")
         md.append("|---|---:|---:|---|---|")
-        for t in r.targets {
-            md.append("| \(t.target) | \(t.value.map { String(format: "%.2f ", $0) + t.unit } ?? "—") | "
-                + "\(String(format: "%.2g ", t.limit) + t.unit) | \(t.met.map { $0 ? "met" : "**missed**" } ?? "not measured") | \(t.basis) |")
+        for (group, targets) in BenchTable.groupedTargets(r.targets) {
+            md.append("| ***\(group)*** | | | | |")
+            for t in targets {
+                md.append("| \(t.target) | \(t.value.map { String(format: "%.2f ", $0) + t.unit } ?? "—") | "
+                    + "\(BenchTable.limit(t)) | \(t.met.map { $0 ? "met" : "**missed**" } ?? "not measured") | \(t.basis) |")
+            }
         }
         let missed = r.targets.filter { $0.whereTheTimeGoes != nil }
         if !missed.isEmpty {
@@ -36,12 +39,19 @@ public enum BenchMarkdown {
             md.append("")
             for t in missed { md.append("- **\(t.id)**: \(t.whereTheTimeGoes!)") }
         }
-        let contexts = r.targets.compactMap { t in t.context.map { "- \(t.id): \($0)" } }
+        let contexts = r.targets.filter { ($0.group ?? "issue 4") == "issue 4" }.compactMap { t in t.context.map { "- \(t.id): \($0)" } }
         if !contexts.isEmpty {
             md.append("")
             md.append("Against the other floors of the same run (unpinned, the scheduler mixes the two regimes):")
             md.append("")
             md += contexts
+        }
+        let figures = r.targets.filter { ($0.group ?? "issue 4") != "issue 4" }.compactMap { t in t.context.map { "- \(t.id): \($0)" } }
+        if !figures.isEmpty {
+            md.append("")
+            md.append("The figures behind issue 9's targets:")
+            md.append("")
+            md += figures
         }
         md.append("")
 
@@ -115,6 +125,50 @@ public enum BenchMarkdown {
                 md.append("")
             }
             md.append("![Latency CDF per scenario, with the raw userfaultfd and loopback round-trip baselines](\(image))")
+            md.append("")
+        }
+        let sized = r.scenarios.filter { $0.scenario.arenaBytes != nil || $0.scenario.pages == .hybrid }
+        if !sized.isEmpty {
+            md.append("### Whole migrations under load")
+            md.append("")
+            md.append("Issue 9's busy-guest and hybrid runs as whole migrations: the destination's time from connecting to every "
+                + "page present (median of runs), against the idle guest of the same size in this run; the hybrid runs' "
+                + "downtime (the source's pause until the guest state was sent + the destination's switch-over apply); the "
+                + "destination's PSS beyond the arena (the largest run). Their fault latencies are in the scenario table above.")
+            md.append("")
+            md.append("| scenario | whole migration | against the idle guest | pages on demand | downtime / PSS |")
+            md.append("|---|---|---|---|---|")
+            for s in sized {
+                let cells = BenchTable.underLoadCells(s, r)
+                md.append("| `\(s.name)` | \(cells[0]) | \(cells[1]) | \(cells[2]) | \(cells.dropFirst(3).joined(separator: "; ")) |")
+            }
+            md.append("")
+        }
+        let measuredLinks = r.links.filter { $0.skipped == nil }
+        if !r.links.isEmpty {
+            md.append("### Real links")
+            md.append("")
+            md.append("The source and the destination in network namespaces of their own, joined by a veth pair shaped on both "
+                + "ends with `tc ... tbf`; the run created and removed them. The floor on a link is the run's raw userfaultfd "
+                + "resolution plus a round trip across the idle link, at the same placement.")
+            md.append("")
+            for l in r.links where l.skipped != nil { md.append("- \(l.name): skipped: \(l.skipped!)") }
+            if !measuredLinks.isEmpty {
+                md.append("")
+                md.append("| link | shaping | round trip p50 / p99 µs | floor p50 / p99 µs | bulk MB/s (best) | `random-1t-bg` p50 / p99 µs | × floor (p50) | idle guest MB/s | of the link's rate |")
+                md.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+                for l in measuredLinks {
+                    let s = l.scenarios.first
+                    md.append("| \(l.name) | `\(l.shaping)` | "
+                        + (l.roundTrip.map { "\(n($0.latency.p50)) / \(n($0.latency.p99))" } ?? "—") + " | "
+                        + (l.floor.map { "\(n($0.p50)) / \(n($0.p99))" } ?? "—") + " | "
+                        + (l.bandwidth.map { String(format: "%.0f", $0.best / 1e6) } ?? "—") + " | "
+                        + (s.map { "\(n($0.latency.p50)) / \(n($0.latency.p99))" } ?? "—") + " | "
+                        + (s.flatMap { s in l.floor.map { String(format: "%.2f", s.latency.p50 / max($0.p50, 0.001)) } } ?? "—") + " | "
+                        + (l.migration.map { String(format: "%.0f", $0.megabytesPerSecond) } ?? "—") + " | "
+                        + (l.migrationFractionOfLink.map { String(format: "%.0f%%", $0 * 100) } ?? "—") + " |")
+                }
+            }
             md.append("")
         }
         if !r.skipped.isEmpty {

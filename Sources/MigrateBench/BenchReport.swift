@@ -18,6 +18,8 @@ public struct BenchReport: Codable, Sendable {
     /// Scenarios asked for (or in the default list) that did not run, with the reason.
     public var skipped: [SkippedScenario] = []
     public var migrations: [MigrationResult] = []
+    /// Issue 9's real links (network namespaces joined by a shaped veth pair), measured or skipped.
+    public var links: [LinkResult] = []
     public var targets: [TargetResult] = []
     /// Other processes' CPU use over the whole run.
     public var load: OtherLoad?
@@ -39,6 +41,8 @@ public struct BenchSettings: Codable, Sendable {
     public var busyPollMicros: Int?
     /// Both agents ran with `--encrypt` (nil in reports from before the option: off).
     public var encrypt: Bool? = nil
+    /// `--links`: the link rates asked for (empty: none).
+    public var links: [String]? = nil
     public var commandLine: [String]
 }
 
@@ -79,6 +83,11 @@ public struct ScenarioRun: Codable, Sendable {
     public var phases: FaultPhases?
     public var integrity: RunIntegrity
     public var load: OtherLoad
+    /// Hybrid pre-copy: the guest paused on the source until it ran on the destination
+    /// (the source's pause-to-send plus the destination's apply, as `demo` reports it).
+    public var downtimeMillis: Double? = nil
+    /// The destination's memory once every page was present.
+    public var destinationMemory: ProcessMemory? = nil
 }
 
 /// One agent scenario over all its repetitions.
@@ -101,6 +110,8 @@ public struct ScenarioResult: Codable, Sendable {
     public var phases: FaultPhases?
     /// Other processes were busy during at least one run.
     public var busy: Bool
+    /// Median over runs of the destination's whole-migration time (connect until every page present).
+    public var migrationSeconds: Double? = nil
 }
 
 /// Whole-migration time of an idle guest (nothing faults; only the background stream).
@@ -121,11 +132,40 @@ public struct MigrationResult: Codable, Sendable {
     public var integrity: [RunIntegrity]
     public var load: [OtherLoad]
     public var busy: Bool
+    /// The destination's memory once every page was present, per run.
+    public var destinationMemory: [ProcessMemory]? = nil
 }
 
-/// One target from issue 4, judged on this run's figures.
+/// One real link of issue 9: the source and the destination in network
+/// namespaces of their own, joined by a veth pair shaped with `tc ... tbf` to
+/// `rateBitsPerSecond` in both directions.
+public struct LinkResult: Codable, Sendable {
+    /// As asked for: `1gbit`, `10gbit`.
+    public var name: String
+    public var rateBitsPerSecond: Double
+    /// The shaping, as the `tc` command line (without the device).
+    public var shaping: String
+    /// Why the link was not measured (not root, no `ip` or `tc`, the kernel refused the qdisc), or nil.
+    public var skipped: String?
+    /// A 16-byte request and a 4 KiB reply across the shaped link while it is idle, at `floor`'s placement.
+    public var roundTrip: LatencyBaseline?
+    /// Raw userfaultfd resolution (this run's, same placement) plus `roundTrip`.
+    public var floor: FaultFloor?
+    /// Bulk transfer across the shaped link.
+    public var bandwidth: BandwidthBaseline?
+    /// Agent scenarios over the link (the background stream saturating it).
+    public var scenarios: [ScenarioResult] = []
+    /// An idle guest's whole migration over the link.
+    public var migration: MigrationResult?
+    /// That migration's rate over the link's rate.
+    public var migrationFractionOfLink: Double?
+}
+
+/// One target from issue 4 or issue 9, judged on this run's figures.
 public struct TargetResult: Codable, Sendable {
     public var id: String
+    /// Which issue's targets it belongs to (`issue 4`, `issue 9: under load`); nil in older reports.
+    public var group: String? = nil
     /// The target, in words.
     public var target: String
     /// What was compared with what.

@@ -12,8 +12,8 @@ import MigrateAgent
 public final class BenchRunner {
     public let configuration: BenchConfiguration
     /// Latency distributions (nanoseconds) by CSV name, after `run`.
-    public private(set) var distributions: [(name: String, histogram: Histogram<UInt64>)] = []
-    private var workDirectory = ""
+    public internal(set) var distributions: [(name: String, histogram: Histogram<UInt64>)] = []
+    private(set) var workDirectory = ""
     private var keepWorkDirectory = false
 
     public init(configuration: BenchConfiguration) { self.configuration = configuration }
@@ -28,7 +28,8 @@ public final class BenchRunner {
                                     writeRatio: configuration.writeRatio, scenarios: [],
                                     migrationSizes: configuration.migrationSizes, baselineSamples: configuration.baselineSamples,
                                     bandwidthBytes: configuration.bandwidthBytes, busyPollMicros: configuration.busyPollMicros,
-                                    encrypt: configuration.encrypt, commandLine: configuration.commandLine),
+                                    encrypt: configuration.encrypt, links: configuration.links.map(\.name),
+                                    commandLine: configuration.commandLine),
             backend: .missing)
         do {
             try measure(into: &report)
@@ -85,7 +86,17 @@ public final class BenchRunner {
             report.floorAtEnd = FaultFloor(placement: .unpinned, uffd: uffd.baseline.latency, rtt: rtt.baseline.latency)
         }
 
-        for size in configuration.migrationSizes {
+        // Sized scenarios (issue 9's busy guests) are compared with an idle migration of their size.
+        var sizes = configuration.migrationSizes
+        let added = Set(scenarios.compactMap(\.arenaBytes)).subtracting(sizes).sorted()
+        if !added.isEmpty {
+            sizes = (sizes + added).sorted()
+            report.notes.append("idle migrations of " + added.map { ByteSize(bytes: $0).description }.joined(separator: ", ")
+                + " added: the busy-guest scenarios of that size are compared with them")
+            configuration.progress("bench: \(report.notes.last!)")
+        }
+        report.settings.migrationSizes = sizes
+        for size in sizes {
             configuration.progress("bench: baseline: local install of \(ByteSize(bytes: size)) (UFFDIO_COPY of 256 KiB runs "
                 + "into a fresh memfd registered as the destination's, no network), three passes")
             let install = try LocalInstallBaseline.measure(bytes: size, backend: probe.backend)
@@ -97,6 +108,10 @@ public final class BenchRunner {
                 }.joined(separator: ", ") + String(format: "; page hash %.2f µs/page", install.hashMicrosPerPage))
             report.migrations.append(try runMigration(size: size, backend: probe.backend,
                                                       bandwidth: report.baselines!.bandwidth.best, install: install))
+        }
+
+        if !configuration.links.isEmpty {
+            report.links = try measureLinks(backend: probe.backend, baselines: report.baselines!)
         }
     }
 
@@ -118,7 +133,7 @@ public final class BenchRunner {
         for scenario in wanted where seen.insert(scenario).inserted {
             if !probe.isAvailable(scenario.backend) {
                 skipped.append(SkippedScenario(name: scenario.name, reason: "the kernel lacks the \(scenario.backend.rawValue) backend"))
-            } else if scenario.pages == .stale && !staleAvailable {
+            } else if scenario.pages != .absent && !staleAvailable {
                 skipped.append(SkippedScenario(name: scenario.name, reason: "needs hybrid pre-copy (source --precopy-rounds)"))
             } else {
                 run.append(scenario)
@@ -129,28 +144,36 @@ public final class BenchRunner {
 
     /// Repetitions go round-robin over the scenarios, so a change in the
     /// machine's load spreads over all of them instead of biasing one.
-    private func runScenarios(_ scenarios: [BenchScenario], floor: FaultFloor) throws(AgentError) -> [ScenarioResult] {
+    func runScenarios(_ scenarios: [BenchScenario], floor: FaultFloor,
+                              link: LinkHosts? = nil) throws(AgentError) -> [ScenarioResult] {
         var runs = [[ScenarioRun]](repeating: [], count: scenarios.count)
         var histograms = [Histogram<UInt64>](repeating: LatencySummary.makeHistogram(), count: scenarios.count)
+        let prefix = link.map { "link-\($0.rate.name)-" } ?? ""
         for repetition in 1...max(1, configuration.repetitions) {
             for (i, scenario) in scenarios.enumerated() {
-                let pair = AgentPair(executable: configuration.executable, directory: workDirectory,
-                                     label: "\(scenario.name).\(repetition)", arenaBytes: configuration.arenaSize,
+                var pair = AgentPair(executable: configuration.executable, directory: workDirectory,
+                                     label: "\(prefix)\(scenario.name).\(repetition)",
+                                     arenaBytes: scenario.arenaBytes ?? configuration.arenaSize,
                                      timeoutSeconds: configuration.runTimeoutSeconds)
+                pair.link = link
                 let outcome = try pair.run(sourceOptions: sourceOptions(scenario), destinationOptions: destinationOptions(scenario))
                 let run = ScenarioRun(outcome)
                 runs[i].append(run)
                 histograms[i].add(outcome.histogram)
                 let busy = run.load.isBusy ? String(format: " (busy: other processes %.2f cores)", run.load.otherCores) : ""
-                configuration.progress("bench: \(scenario.name) run \(repetition)/\(configuration.repetitions): "
-                    + String(format: "%llu faults, p50 %.1f µs, p99 %.1f µs, touched in %.2f s", run.latency.count,
-                             run.latency.p50, run.latency.p99, run.touchSeconds) + busy)
+                configuration.progress("bench: \(prefix)\(scenario.name) run \(repetition)/\(configuration.repetitions): "
+                    + String(format: "%llu faults, p50 %.1f µs, p99 %.1f µs, touched in %.2f s, migrated in %.2f s", run.latency.count,
+                             run.latency.p50, run.latency.p99, run.touchSeconds, run.elapsedSeconds)
+                    + (run.downtimeMillis.map { String(format: ", downtime %.1f ms", $0) } ?? "")
+                    + (run.destinationMemory.map { m in
+                        String(format: ", destination PSS %.1f MiB", Double(m.pssBytes) / 1048576)
+                      } ?? "") + busy)
             }
         }
         var results: [ScenarioResult] = []
         for (i, scenario) in scenarios.enumerated() {
-            distributions.append((scenario.name, histograms[i]))
-            results.append(ScenarioResult(scenario: scenario, arenaBytes: configuration.arenaSize, runs: runs[i],
+            distributions.append((prefix + scenario.name, histograms[i]))
+            results.append(ScenarioResult(scenario: scenario, arenaBytes: scenario.arenaBytes ?? configuration.arenaSize, runs: runs[i],
                                           merged: histograms[i], floor: floor))
         }
         return results
@@ -161,6 +184,7 @@ public final class BenchRunner {
         switch scenario.pages {
         case .absent: options += ["--dirty-rate", "0"]
         case .stale: options += ["--precopy-rounds", "1", "--dirty-rate", "20000"]
+        case .hybrid: options += ["--precopy-rounds", "\(Self.hybridPrecopyRounds)", "--dirty-rate", "20000"]
         }
         return options
     }
@@ -175,28 +199,37 @@ public final class BenchRunner {
         (configuration.busyPollMicros.map { ["--busy-poll", "\($0)"] } ?? []) + (configuration.encrypt ? ["--encrypt"] : [])
     }
 
+    /// Pre-copy rounds of the hybrid scenarios, as `demo --precopy-rounds 3` in issue 9.
+    static let hybridPrecopyRounds = 3
+
     // MARK: Whole migrations
 
-    private func runMigration(size: Int, backend: BackendKind, bandwidth: Double,
-                              install: LocalInstallRate) throws(AgentError) -> MigrationResult {
+    func runMigration(size: Int, backend: BackendKind, bandwidth: Double,
+                              install: LocalInstallRate?, link: LinkHosts? = nil) throws(AgentError) -> MigrationResult {
         var seconds: [Double] = []
         var integrity: [RunIntegrity] = []
         var load: [OtherLoad] = []
         var reported: [Int] = []
+        var memory: [ProcessMemory] = []
+        let prefix = link.map { "link-\($0.rate.name)-" } ?? ""
         for repetition in 1...max(1, configuration.repetitions) {
             let reportedBefore = MachineInfo.reportedFreeKiB()
-            let label = "idle-\(ByteSize(bytes: size).description.replacingOccurrences(of: " ", with: "")).\(repetition)"
-            let pair = AgentPair(executable: configuration.executable, directory: workDirectory, label: label,
+            let label = "\(prefix)idle-\(BenchScenario.sizeName(size)).\(repetition)"
+            var pair = AgentPair(executable: configuration.executable, directory: workDirectory, label: label,
                                  arenaBytes: size, timeoutSeconds: configuration.runTimeoutSeconds)
+            pair.link = link
             let outcome = try pair.run(sourceOptions: ["--guest-threads", "2", "--dirty-rate", "0", "--background"] + agentOptions,
                                        destinationOptions: ["--protection", backend.rawValue, "--guest-threads", "0"] + agentOptions)
             if let before = reportedBefore, let after = MachineInfo.reportedFreeKiB() { reported.append(after - before) }
             seconds.append(outcome.destination.elapsedSeconds)
             integrity.append(outcome.integrity)
             load.append(outcome.load)
-            configuration.progress("bench: idle migration of \(ByteSize(bytes: size)) run \(repetition)/\(configuration.repetitions): "
+            if let m = outcome.destination.memory { memory.append(m) }
+            configuration.progress("bench: \(link.map { "link \($0.rate.name): " } ?? "")idle migration of \(ByteSize(bytes: size)) "
+                + "run \(repetition)/\(configuration.repetitions): "
                 + String(format: "%.3f s, %.0f MB/s", outcome.destination.elapsedSeconds,
-                         Double(size) / 1e6 / outcome.destination.elapsedSeconds))
+                         Double(size) / 1e6 / outcome.destination.elapsedSeconds)
+                + (outcome.destination.memory.map { String(format: ", destination PSS %.1f MiB", Double($0.pssBytes) / 1048576) } ?? ""))
         }
         let median = seconds.sorted()[seconds.count / 2]
         let rate = Double(size) / median
@@ -204,10 +237,11 @@ public final class BenchRunner {
                                megabytesPerSecond: (rate / 1e6).rounded(toPlaces: 1),
                                fractionOfLoopback: bandwidth > 0 ? (rate / bandwidth).rounded(toPlaces: 3) : nil,
                                localInstall: install,
-                               fractionOfLocalInstall: install.bestMegabytesPerSecond > 0
-                                   ? (rate / 1e6 / install.bestMegabytesPerSecond).rounded(toPlaces: 3) : nil,
+                               fractionOfLocalInstall: install.flatMap { $0.bestMegabytesPerSecond > 0
+                                   ? (rate / 1e6 / $0.bestMegabytesPerSecond).rounded(toPlaces: 3) : nil },
                                reportedFreeKiB: reported.count == seconds.count ? reported : nil,
-                               integrity: integrity, load: load, busy: load.contains { $0.isBusy })
+                               integrity: integrity, load: load, busy: load.contains { $0.isBusy },
+                               destinationMemory: memory.count == seconds.count ? memory : nil)
     }
 
     // MARK: Baselines
@@ -275,7 +309,10 @@ extension ScenarioRun {
                   staleFaults: d.staleFaults, sharedFaults: d.sharedFaults, lateFaults: d.lateFaults,
                   duplicatePages: d.duplicatePages, eexistRaces: d.eexistRaces, precopyPages: d.precopyPages,
                   staleAtSwitchover: d.pagesProtectedAtSwitchover, refreshedPages: d.refreshedPages,
-                  unchangedPages: d.unchangedPages, phases: d.phases, integrity: o.integrity, load: o.load)
+                  unchangedPages: d.unchangedPages, phases: d.phases, integrity: o.integrity, load: o.load,
+                  downtimeMillis: o.source.precopyRounds.isEmpty ? nil
+                      : (o.source.pauseToSwitchoverMillis + d.switchoverApplyMillis).rounded(toPlaces: 3),
+                  destinationMemory: d.memory)
     }
 }
 
@@ -292,6 +329,7 @@ extension ScenarioResult {
             p50OverFloor: hasFaults && floor.p50 > 0 ? (latency.p50 / floor.p50).rounded(toPlaces: 2) : nil,
             p99OverFloor: hasFaults && floor.p99 > 0 ? (latency.p99 / floor.p99).rounded(toPlaces: 2) : nil,
             phases: median.phases,
-            busy: runs.contains { $0.load.isBusy })
+            busy: runs.contains { $0.load.isBusy },
+            migrationSeconds: runs.map(\.elapsedSeconds).sorted()[runs.count / 2])
     }
 }

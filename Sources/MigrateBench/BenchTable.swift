@@ -64,6 +64,7 @@ public enum BenchTable {
                     + String(format: "%7.3f s  %7.0f MB/s  %5.1f%% of loopback bandwidth", m.seconds, m.megabytesPerSecond,
                              (m.fractionOfLoopback ?? 0) * 100)
                     + (m.fractionOfLocalInstall.map { String(format: "  %5.1f%% of local install", $0 * 100) } ?? "")
+                    + (overhead(m.destinationMemory ?? [], arena: m.arenaBytes).map { "  destination \($0)" } ?? "")
                     + (m.busy ? "  (busy)" : ""))
                 if let install = m.localInstall {
                     for (i, p) in install.passes.enumerated() {
@@ -76,15 +77,19 @@ public enum BenchTable {
                 }
             }
         }
+        out += underLoad(r)
+        out += linkLines(r)
         if !r.targets.isEmpty {
-            out.append("")
-            out.append("Targets (issue 4)")
-            for t in r.targets {
-                let value = t.value.map { String(format: "%.2f ", $0) + t.unit } ?? "not measured"
-                let verdict = t.met.map { $0 ? "met" : "MISSED" } ?? "—"
-                out.append("  " + pad(verdict, 7) + pad(t.target, 84) + "\(value) (\(t.basis))")
-                if let context = t.context { out.append("         \(context)") }
-                if let why = t.whereTheTimeGoes { out.append("         where the time goes: \(why)") }
+            for (group, targets) in groupedTargets(r.targets) {
+                out.append("")
+                out.append("Targets (\(group))")
+                for t in targets {
+                    let value = t.value.map { String(format: "%.2f ", $0) + t.unit } ?? "not measured"
+                    let verdict = t.met.map { $0 ? "met" : "MISSED" } ?? "—"
+                    out.append("  " + pad(verdict, 7) + pad(t.target, 84) + "\(value), limit \(limit(t)) (\(t.basis))")
+                    if let context = t.context { out.append("         \(context)") }
+                    if let why = t.whereTheTimeGoes { out.append("         where the time goes: \(why)") }
+                }
             }
         }
         if !r.warnings.isEmpty || !r.notes.isEmpty {
@@ -118,6 +123,87 @@ public enum BenchTable {
                 + "touched again, so installing into memory not used lately is slower (see the local install rate)")
         }
         return lines
+    }
+
+    /// Targets by group, in order of first appearance (reports from before the groups: issue 4).
+    static func groupedTargets(_ targets: [TargetResult]) -> [(String, [TargetResult])] {
+        var groups: [(String, [TargetResult])] = []
+        for t in targets {
+            let g = t.group ?? "issue 4"
+            if let i = groups.firstIndex(where: { $0.0 == g }) { groups[i].1.append(t) } else { groups.append((g, [t])) }
+        }
+        return groups
+    }
+
+    /// A target's limit with its unit: `1.3 ×`, `30 ms`, `85 %`.
+    static func limit(_ t: TargetResult) -> String { String(format: "%g ", t.limit) + t.unit }
+
+    /// Issue 9's sized and hybrid scenarios as whole migrations: time, against the idle guest of the same size.
+    static func underLoad(_ r: BenchReport) -> [String] {
+        let sized = r.scenarios.filter { $0.scenario.arenaBytes != nil || $0.scenario.pages == .hybrid }
+        guard !sized.isEmpty else { return [] }
+        var out = ["", "Whole migrations under load (issue 9): destination's connect-to-complete time, median of runs, against "
+            + "the idle guest of the same size; downtime for hybrid runs; destination PSS beyond the arena (largest run)"]
+        for s in sized {
+            out.append("  " + pad(s.name, 34) + underLoadCells(s, r).joined(separator: "  "))
+        }
+        return out
+    }
+
+    static func underLoadCells(_ s: ScenarioResult, _ r: BenchReport) -> [String] {
+        let idle = r.migrations.first { $0.arenaBytes == s.arenaBytes }
+        let seconds = s.migrationSeconds ?? 0
+        let demand = s.runs.map(\.demandPages).sorted()[s.runs.count / 2]
+        var cells = [String(format: "%.3f s (runs %@)", seconds, s.runs.map { String(format: "%.3f", $0.elapsedSeconds) }.joined(separator: ", ")),
+                     idle.map { String(format: "%.2f× idle %.3f s", seconds / $0.seconds, $0.seconds) } ?? "no idle run of this size",
+                     "\(demand) of \(s.arenaBytes / Arena.systemPageSize) pages on demand"]
+        let downtimes = s.runs.compactMap(\.downtimeMillis)
+        if !downtimes.isEmpty { cells.append("downtime " + downtimes.map { String(format: "%.1f", $0) }.joined(separator: ", ") + " ms") }
+        if let pss = overhead(s.runs.compactMap(\.destinationMemory), arena: s.arenaBytes) { cells.append(pss) }
+        return cells
+    }
+
+    /// "PSS +12.3 MiB (2.4 %)": the largest destination PSS beyond the arena.
+    static func overhead(_ memory: [ProcessMemory], arena: Int) -> String? {
+        guard let worst = memory.max(by: { $0.pssBytes < $1.pssBytes }), arena > 0 else { return nil }
+        let own = worst.pssBytes - arena
+        return String(format: "PSS +%.1f MiB (%.1f%%)", Double(own) / 1_048_576, Double(own) / Double(arena) * 100)
+    }
+
+    /// Issue 9's real links: what was made, the floor on it, and what ran across it.
+    static func linkLines(_ r: BenchReport) -> [String] {
+        guard !r.links.isEmpty else { return [] }
+        var out = ["", "Real links (issue 9): source and destination in network namespaces of their own, joined by a veth pair "
+            + "shaped on both ends (created and removed by this run)"]
+        for l in r.links {
+            if let reason = l.skipped {
+                out.append("  \(l.name): skipped: \(reason)")
+                continue
+            }
+            out.append("  \(l.name): \(l.shaping)")
+            if let rtt = l.roundTrip, let floor = l.floor {
+                out.append("    round trip across the idle link (\(rtt.placement.rawValue)): p50 \(n(rtt.latency.p50)) µs, "
+                    + "p99 \(n(rtt.latency.p99)) µs; floor (+ raw uffd MISSING): p50 \(n(floor.p50)) µs, p99 \(n(floor.p99)) µs")
+            }
+            if let b = l.bandwidth {
+                out.append(String(format: "    bulk transfer: %.0f MB/s best, %.0f MB/s median (the link's rate: %.0f MB/s)",
+                                  b.best / 1e6, b.median / 1e6, l.rateBitsPerSecond / 8e6))
+            }
+            for s in l.scenarios {
+                out.append("    " + s.name + ": " + String(format: "%llu faults, p50 %.1f µs, p90 %.1f µs, p99 %.1f µs", s.faultsMeasured,
+                                                          s.latency.p50, s.latency.p90, s.latency.p99)
+                    + (l.floor.map { String(format: ", p50 %.2f× the link's floor", s.latency.p50 / max($0.p50, 0.001)) } ?? "")
+                    + "; p50 of each run " + runP50s(s))
+            }
+            if let m = l.migration {
+                out.append(String(format: "    idle guest, %@: %.3f s (runs %@), %.0f MB/s, %.0f%% of the link's rate",
+                                  ByteSize(bytes: m.arenaBytes).description, m.seconds,
+                                  m.runSeconds.map { String(format: "%.3f", $0) }.joined(separator: ", "),
+                                  m.megabytesPerSecond, (l.migrationFractionOfLink ?? 0) * 100)
+                    + (overhead(m.destinationMemory ?? [], arena: m.arenaBytes).map { "; destination \($0)" } ?? ""))
+            }
+        }
+        return out
     }
 
     static func load(_ values: [Double]) -> String {

@@ -1,9 +1,10 @@
 import Foundation
 import MigrateAgent
 
-/// The targets of issue 4, judged on one run's figures, and — where one is
-/// missed — where the time goes, from the destination's phase breakdown set
-/// against the same run's baselines. Stateless; pure functions of a report.
+/// The targets of issue 4 and of issue 9 (under load), judged on one run's
+/// figures, and — where one of issue 4's is missed — where the time goes, from
+/// the destination's phase breakdown set against the same run's baselines.
+/// Stateless; pure functions of a report.
 public enum BenchTargets {
     public static let p50OverFloor = 1.2
     public static let p99OverFloor = 2.0
@@ -11,6 +12,11 @@ public enum BenchTargets {
     public static let idleMigrationGBps = 1.5
 
     public static func judge(_ report: BenchReport) -> [TargetResult] {
+        issue4(report).map { var t = $0; t.group = "issue 4"; return t }
+            + UnderLoadTargets.judge(report).map { var t = $0; t.group = UnderLoadTargets.group; return t }
+    }
+
+    static func issue4(_ report: BenchReport) -> [TargetResult] {
         let headlineName = BenchScenario.headline(backend: report.backend).name
         let headline = report.scenarios.first { $0.name == headlineName }
         let busyName = BenchScenario.headline(backend: report.backend).withBackgroundToggled.name

@@ -10,35 +10,57 @@ import MigrateDemo
 /// background stream can reach at best).
 /// Threading: the controlling thread calls `measure…`; each measurement runs
 /// on a measurement thread of its own (so that pinning it leaves the caller alone).
+/// Over a link (`LinkHosts`), the server runs in the source's namespace
+/// (`ip netns exec`) and the client's sockets are made in the destination's.
 final class LoopbackBaselines {
     private let server: AgentProcess
+    private let host: String
     private let port: UInt16
     private let cores: Int
+    private let clientNamespace: String?
+    private let what: String
 
-    init(executable: String, logDirectory: String, cores: Int) throws(AgentError) {
+    init(executable: String, logDirectory: String, cores: Int, link: LinkHosts? = nil) throws(AgentError) {
         self.cores = cores
-        server = try AgentProcess(executable: executable, arguments: ["bench", "--rtt-server"],
-                                  stderrPath: "\(logDirectory)/rtt-server.log")
+        var command = (executable, ["bench", "--rtt-server"])
+        if let link {
+            command = (LinkHosts.ip!, ["netns", "exec", link.source, executable, "bench", "--rtt-server",
+                                       "--rtt-listen", link.sourceAddress])
+            what = "TCP round trip across the veth pair shaped to \(link.rate) (idle), between processes in two network "
+                + "namespaces: 16-byte request, 4 KiB reply"
+        } else {
+            what = "TCP round trip on 127.0.0.1 between two processes: 16-byte request, 4 KiB reply"
+        }
+        clientNamespace = link?.destination
+        server = try AgentProcess(executable: command.0, arguments: command.1,
+                                  stderrPath: "\(logDirectory)/rtt-server\(link.map { "-" + $0.rate.name } ?? "").log")
         guard let address = server.awaitLine(prefix: "listening on ", seconds: 30),
               let port = address.split(separator: ":").last.flatMap({ UInt16($0) }) else {
             server.stop(signal: SIGKILL)
             throw .system("the loopback server did not start listening\n\(server.stderrTail(name: "rtt-server"))")
         }
         self.port = port
+        host = link?.sourceAddress ?? "127.0.0.1"
+    }
+
+    private func connect() throws(AgentError) -> LoopbackSocket {
+        try NetworkNamespace.run(in: clientNamespace) { () throws(AgentError) -> LoopbackSocket in
+            try LoopbackSocket.connect(host: host, port: port)
+        }
     }
 
     /// Ends the server process.
     func close() { server.stop() }
 
     /// Round trips, timed one by one from the client. Pinned placements also pin the server's thread.
-    func roundTrips(samples: Int, placement: Placement) throws(AgentError) -> MeasuredLatency {
+    func roundTrips(samples: Int, placement: Placement, id: String = "loopback-rtt") throws(AgentError) -> MeasuredLatency {
         switch placement {
         case .unpinned: CPUPlacement.unpin(server.pid, cores: cores)
         case .sameCPU: CPUPlacement.pin(server.pid, to: 0)
         case .crossCPU: CPUPlacement.pin(server.pid, to: 1)
         }
         defer { CPUPlacement.unpin(server.pid, cores: cores) }
-        let connection = try LoopbackSocket.connect(port: port)
+        let connection = try connect()
         defer { connection.close() }
         nonisolated(unsafe) let socket = connection
         let warmup = FirstTouchBaseline.warmup(samples)
@@ -63,15 +85,14 @@ final class LoopbackBaselines {
             throw .system("the loopback round-trip baseline did not finish within 120 s")
         }
         guard let measured else { throw .system("the loopback server closed the connection during the round trips") }
-        return MeasuredLatency(id: "loopback-rtt", what: "TCP round trip on 127.0.0.1 between two processes: 16-byte request, 4 KiB reply",
-                               placement: placement, histogram: measured.histogram(droppingFirst: warmup))
+        return MeasuredLatency(id: id, what: what, placement: placement, histogram: measured.histogram(droppingFirst: warmup))
     }
 
     /// `transfers` bulk transfers of `bytes` each from the server, read 256 KiB at a time.
     func bandwidth(bytes: Int, transfers: Int) throws(AgentError) -> BandwidthBaseline {
         var rates: [Double] = []
         for _ in 0..<transfers {
-            let connection = try LoopbackSocket.connect(port: port)
+            let connection = try connect()
             nonisolated(unsafe) let socket = connection
             let thread = DeadlineThread("bench-bandwidth") { () -> Double? in
                 let chunk = 256 * 1024

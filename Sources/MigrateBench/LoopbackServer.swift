@@ -2,7 +2,8 @@ import Glibc
 import MigrateAgent
 
 /// The other process of the loopback baselines (`migrate-agent bench
-/// --rtt-server`): listens on 127.0.0.1, prints `listening on 127.0.0.1:PORT`,
+/// --rtt-server`): listens on 127.0.0.1 (or, for a link's baselines, on
+/// `--rtt-listen ADDRESS` inside the source's namespace), prints `listening on HOST:PORT`,
 /// and serves one connection at a time, chosen by its first byte:
 /// - `r` (round trips): reads a 16-byte request, answers 4 KiB, until EOF;
 /// - `b` (bulk): reads a little-endian UInt64 byte count and streams that many bytes.
@@ -14,9 +15,9 @@ public enum LoopbackServer {
     public static let replySize = 4096
     static let bulkChunk = 1 << 20
 
-    public static func run(idleSeconds: Double = 1800) throws(AgentError) {
-        let (listener, port) = try LoopbackSocket.listen()
-        Console.out("listening on 127.0.0.1:\(port)")
+    public static func run(host: String = "127.0.0.1", idleSeconds: Double = 1800) throws(AgentError) {
+        let (listener, port) = try LoopbackSocket.listen(host: host)
+        Console.out("listening on \(host):\(port)")
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: bulkChunk, alignment: 4096)
         defer { buffer.deallocate() }
         buffer.initializeMemory(as: UInt8.self, repeating: 0x5A, count: bulkChunk)

@@ -1,7 +1,8 @@
 import Glibc
 import MigrateAgent
 
-/// A blocking TCP socket on 127.0.0.1 for the loopback baselines: plain
+/// A blocking TCP socket (on 127.0.0.1, or an IPv4 address of a link's
+/// namespace) for the loopback and link baselines: plain
 /// POSIX calls, no event loop, so the figures are the kernel's and not a
 /// framework's. `EINTR` is retried in `retrying`.
 /// Threading: one thread uses a socket at a time.
@@ -17,16 +18,16 @@ final class LoopbackSocket {
         fd = -1
     }
 
-    /// A listening socket on 127.0.0.1 with a port the kernel picks.
-    static func listen() throws(AgentError) -> (LoopbackSocket, port: UInt16) {
+    /// A listening socket on `host` (an IPv4 address) with a port the kernel picks.
+    static func listen(host: String = "127.0.0.1") throws(AgentError) -> (LoopbackSocket, port: UInt16) {
         let socket = try make()
         var one: Int32 = 1
         setsockopt(socket.fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var address = loopback(port: 0)
+        var address = try ipv4(host, port: 0)
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket.fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard bound == 0, Glibc.listen(socket.fd, 4) == 0 else { throw failure("bind/listen on 127.0.0.1") }
+        guard bound == 0, Glibc.listen(socket.fd, 4) == 0 else { throw failure("bind/listen on \(host)") }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket.fd, $0, &length) }
@@ -46,13 +47,13 @@ final class LoopbackSocket {
         return socket
     }
 
-    static func connect(port: UInt16) throws(AgentError) -> LoopbackSocket {
+    static func connect(host: String = "127.0.0.1", port: UInt16) throws(AgentError) -> LoopbackSocket {
         let socket = try make()
-        var address = loopback(port: port)
+        var address = try ipv4(host, port: port)
         let rc = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(socket.fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard rc == 0 else { throw failure("connect to 127.0.0.1:\(port)") }
+        guard rc == 0 else { throw failure("connect to \(host):\(port)") }
         socket.setNoDelay()
         return socket
     }
@@ -95,11 +96,11 @@ final class LoopbackSocket {
         return LoopbackSocket(fd: fd)
     }
 
-    private static func loopback(port: UInt16) -> sockaddr_in {
+    private static func ipv4(_ host: String, port: UInt16) throws(AgentError) -> sockaddr_in {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else { throw .invalidArgument("not an IPv4 address: \(host)") }
         return address
     }
 

@@ -100,14 +100,14 @@ final class DemoAgents: @unchecked Sendable {
 /// Caught (not ignored) signals, so that the child agents, which inherit the
 /// disposition across exec, get the default one back.
 /// Threading: one catcher at a time (the handler finds the pipe in a static).
-final class SignalCatcher: @unchecked Sendable {
+public final class SignalCatcher: @unchecked Sendable {
     nonisolated(unsafe) private static var pipeWriteEnd: Int32 = -1
     private let signals: [Int32]
     private let readEnd: Int32
     private let writeEnd: Int32
     private var previous: [Int32: sighandler_t?] = [:]
 
-    init?(signals: [Int32], handler: @escaping @Sendable (Int32) -> Void) {
+    public init?(signals: [Int32], handler: @escaping @Sendable (Int32) -> Void) {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { return nil }
         for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
@@ -134,7 +134,7 @@ final class SignalCatcher: @unchecked Sendable {
     }
 
     /// Restores the previous handlers and ends the reading thread.
-    func stop() {
+    public func stop() {
         for number in signals { _ = Glibc.signal(number, previous[number] ?? nil) }
         Self.pipeWriteEnd = -1
         close(writeEnd)

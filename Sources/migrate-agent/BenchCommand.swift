@@ -10,8 +10,10 @@ struct BenchCommand: ParsableCommand {
         discussion: """
             Measures, in one run: the kernel's first-touch fault, raw userfaultfd resolution (MISSING + UFFDIO_COPY, \
             MINOR + UFFDIO_CONTINUE), a loopback TCP round trip and bulk bandwidth between two processes; then agent \
-            scenarios (a real source and destination process each) and idle-guest whole migrations. Scenarios are named \
-            PATTERN-THREADSt-bg|nobg[-BACKEND][-stale], e.g. random-1t-nobg-minor; see --list-scenarios. \
+            scenarios (a real source and destination process each) and idle-guest whole migrations; then, with --links, the \
+            same across a real link: the agents in two network namespaces joined by a veth pair shaped with tc tbf (the \
+            benchmark creates and removes them). Scenarios are named PATTERN-THREADSt-bg|nobg[-BACKEND][-stale|-hybrid][@SIZE], \
+            e.g. random-1t-nobg-minor or random-4t-bg@512MiB; see --list-scenarios. \
             Any wrong page, digest mismatch or failed agent fails the run (exit status 1).
             """)
 
@@ -27,6 +29,10 @@ struct BenchCommand: ParsableCommand {
     var pinnedBaselines = true
     @Option(help: "Passed to both agents as --busy-poll (microseconds; 0: off). Default: the agents' own.")
     var busyPoll: Int?
+    @Option(help: ArgumentHelp(
+        "Real links to measure, comma-separated (e.g. 1gbit,10gbit), none, or auto: 1gbit,10gbit when root with ip and tc, none otherwise.",
+        valueName: "rates"))
+    var links = "auto"
     @Flag(help: "Both agents of every run encrypt their connections (--encrypt): measures the cost of encryption.")
     var encrypt = false
     @Option(help: "Seconds one agent run may take before it is killed and the benchmark fails.") var runTimeout = 180.0
@@ -41,6 +47,8 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "With --render-markdown: the latency CDF image to show.") var image = "docs/latency-cdf.png"
     @Flag(help: ArgumentHelp("Serve the loopback baselines (a child process of the benchmark).", visibility: .hidden))
     var rttServer = false
+    @Option(help: ArgumentHelp("With --rtt-server: the IPv4 address to listen on.", visibility: .hidden))
+    var rttListen = "127.0.0.1"
 
     func validate() throws {
         try checkRange(repetitions, "--repetitions", in: OptionBounds.repetitions)
@@ -51,7 +59,7 @@ struct BenchCommand: ParsableCommand {
     }
 
     func run() throws {
-        if rttServer { return try runReportingErrors { try LoopbackServer.run() } }
+        if rttServer { return try runReportingErrors { try LoopbackServer.run(host: rttListen) } }
         if let renderMarkdown { return try render(renderMarkdown) }
         var configuration = BenchConfiguration(executable: AgentProcess.currentExecutable)
         configuration.arenaSize = try parseSize(arena)
@@ -67,6 +75,7 @@ struct BenchCommand: ParsableCommand {
         configuration.runTimeoutSeconds = runTimeout
         configuration.busyPollMicros = busyPoll
         configuration.encrypt = encrypt
+        configuration.links = try linkRates()
         configuration.workDirectory = workDir
         configuration.commandLine = CommandLine.arguments
         configuration.progress = { Console.err($0) }
@@ -88,6 +97,25 @@ struct BenchCommand: ParsableCommand {
         }
     }
 
+    /// `--links`: auto measures 1 and 10 Gbit/s where the namespaces can be made, and says why not elsewhere.
+    private func linkRates() throws -> [LinkRate] {
+        switch links {
+        case "none": return []
+        case "auto":
+            if let reason = BenchRunner.linkUnavailableReason() {
+                Console.err("bench: no real links measured (--links auto): \(reason)")
+                return []
+            }
+            return ["1gbit", "10gbit"].map { try! LinkRate(parsing: $0) }
+        default:
+            do {
+                return try links.split(separator: ",").map { (text) throws(AgentError) -> LinkRate in try LinkRate(parsing: String(text)) }
+            } catch {
+                throw ValidationError("--links: \(error)")
+            }
+        }
+    }
+
     private func list() throws {
         let probe: KernelProbe
         do { probe = try KernelProbe.run() } catch {
@@ -98,7 +126,8 @@ struct BenchCommand: ParsableCommand {
         for s in BenchScenario.defaults(backend: probe.backend, staleAvailable: true) { Console.out("  \(s.name)") }
         Console.out("all (on this kernel's backends: \(probe.availableBackends.map(\.rawValue).joined(separator: ", "))):")
         for s in BenchScenario.all(backends: probe.availableBackends, staleAvailable: true) { Console.out("  \(s.name)") }
-        Console.out("(-stale scenarios need hybrid pre-copy in the source; hotset needs bg)")
+        Console.out("(-stale and -hybrid scenarios need hybrid pre-copy in the source; hotset needs bg; NAME@SIZE runs with "
+            + "an arena of its own and adds an idle migration of that size to compare with)")
     }
 
     private func render(_ path: String) throws {

@@ -11,8 +11,9 @@ import Testing
 struct BenchSmokeTests {
     /// The scenarios asked for: two without the background stream (every page is a
     /// measured demand fault), one with it (some pages arrive in the background),
-    /// and one with stale pages (hybrid pre-copy).
-    static let scenarioNames = ["random-1t-nobg", "sequential-4t-nobg", "random-1t-bg", "random-1t-nobg-stale"]
+    /// one with stale pages (hybrid pre-copy), and a busy guest of its own size
+    /// (issue 9: its whole migration against the idle guest's of that size).
+    static let scenarioNames = ["random-1t-nobg", "sequential-4t-nobg", "random-1t-bg", "random-1t-nobg-stale", "random-4t-bg@8MiB"]
     static let arenaBytes = 4 << 20
     static let deadlineSeconds = 60.0
 
@@ -26,7 +27,7 @@ struct BenchSmokeTests {
         let run = try Self.runBench(in: directory, arguments: [
             "bench", "--arena", "\(Self.arenaBytes)", "--scenarios", Self.scenarioNames.joined(separator: ","),
             "--repetitions", "1", "--migration-sizes", "8MiB", "--baseline-samples", "300", "--bandwidth", "8MiB",
-            "--no-pinned-baselines", "--run-timeout", "30", "--json", json, "--csv", csv,
+            "--no-pinned-baselines", "--run-timeout", "30", "--links", "none", "--json", json, "--csv", csv,
         ])
         guard let status = run.status else {
             Issue.record("migrate-agent bench did not finish within \(Self.deadlineSeconds) s (killed); stderr:\n\(run.stderr)")
@@ -41,8 +42,19 @@ struct BenchSmokeTests {
         try checkBaselines(report)
         try checkScenarios(report, csv: csv)
         checkMigration(report)
-        #expect(Set(report.targets.map(\.id)) == ["p50-vs-floor", "p99-vs-floor", "background-vs-idle", "idle-migration"])
-        for name in report.scenarios.map(\.name) + ["Baselines", "Targets", "local install"] {
+        #expect(Set(report.targets.filter { $0.group == "issue 4" }.map(\.id))
+            == ["p50-vs-floor", "p99-vs-floor", "background-vs-idle", "idle-migration"])
+        #expect(Set(report.targets.filter { $0.group == UnderLoadTargets.group }.map(\.id)) == [
+            "background-p50-1t", "background-p99-1t", "background-p50-4t", "background-p99-4t", "busy-random-migration",
+            "busy-sequential-migration", "idle-vs-local-install-8MiB", "hybrid-downtime", "hybrid-stale-vs-absent",
+            "link-1gbit-p50-vs-floor", "link-10gbit-p50-vs-floor", "destination-pss",
+        ])
+        // Judged from this run's figures: the busy guest against the idle one of its size, the idle one against
+        // the local install, and the destination's memory.
+        for id in ["busy-random-migration", "idle-vs-local-install-8MiB", "destination-pss"] {
+            #expect(report.targets.first { $0.id == id }?.value != nil, "\(id) not judged")
+        }
+        for name in report.scenarios.map(\.name) + ["Baselines", "Targets", "local install", "under load"] {
             #expect(run.stdout.contains(name), "the table on stdout lacks \(name)")
         }
     }
@@ -74,14 +86,16 @@ struct BenchSmokeTests {
     func checkScenarios(_ report: BenchReport, csv: String) throws {
         let expected = try Self.scenarioNames.map { try BenchScenario(parsing: $0, defaultBackend: report.backend).name }
         #expect(report.scenarios.map(\.name) == expected, "scenarios in the report: \(report.scenarios.map(\.name))")
-        let pages = Self.arenaBytes / 4096
         for s in report.scenarios {
+            let pages = s.arenaBytes / 4096
             #expect(s.runs.count == 1, "\(s.name): \(s.runs.count) runs")
+            #expect(s.arenaBytes == (s.scenario.arenaBytes ?? Self.arenaBytes) && (s.migrationSeconds ?? 0) > 0)
             checkOrdered(s.latency, s.name, nonEmpty: isAbsentOnDemand(s))
             for run in s.runs {
                 #expect(run.integrity.digestMatch && run.integrity.arenaVerified && run.integrity.sourceSawDigestMatch,
                         "\(s.name): integrity \(run.integrity)")
                 #expect(run.integrity.guestMismatches == 0)
+                checkMemory(run.destinationMemory, arena: s.arenaBytes, s.name)
                 if s.scenario.pages == .stale {
                     #expect(run.precopyPages == pages, "\(s.name): \(run.precopyPages) pages pre-copied of \(pages)")
                     #expect(run.staleFaults <= run.staleAtSwitchover)
@@ -136,7 +150,47 @@ struct BenchSmokeTests {
             #expect(install.bestMegabytesPerSecond == install.passes.map(\.megabytesPerSecond).max())
             #expect(install.hashMicrosPerPage > 0)
             #expect((m.fractionOfLocalInstall ?? 0) > 0, "no fraction of the local install rate")
+            #expect(m.destinationMemory?.count == m.runSeconds.count, "idle migration: no destination memory per run")
+            for memory in m.destinationMemory ?? [] { checkMemory(memory, arena: m.arenaBytes, "idle migration") }
         }
+    }
+
+    /// The destination's PSS counts the arena once (it is all present at the end), its RSS up to twice.
+    func checkMemory(_ m: ProcessMemory?, arena: Int, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        guard let m else {
+            Issue.record("\(what): the destination reported no memory", sourceLocation: sourceLocation)
+            return
+        }
+        #expect(m.pssBytes > arena && m.pssShmemBytes >= arena / 100 * 99 && m.rssBytes >= m.pssBytes, "\(what): \(m)",
+                sourceLocation: sourceLocation)
+    }
+
+    @Test("a real link: namespaces made, measured across and removed",
+          .enabled(if: BenchRunner.linkUnavailableReason() == nil, "needs root, ip and tc"))
+    func link() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("migrate-agent-bench-link-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let json = directory.appendingPathComponent("bench.json").path
+        let run = try Self.runBench(in: directory, arguments: [
+            "bench", "--arena", "\(Self.arenaBytes)", "--scenarios", "none", "--migration-sizes", "none", "--links", "1gbit",
+            "--repetitions", "1", "--baseline-samples", "300", "--bandwidth", "16MiB", "--no-pinned-baselines",
+            "--run-timeout", "30", "--json", json,
+        ])
+        try #require(run.status == 0, "migrate-agent bench exited with \(String(describing: run.status)); stderr:\n\(run.stderr)")
+        let report = try JSONDecoder().decode(BenchReport.self, from: try #require(FileManager.default.contents(atPath: json)))
+        let link = try #require(report.links.first, "no link in the report")
+        #expect(report.links.count == 1 && link.name == "1gbit" && link.skipped == nil && link.rateBitsPerSecond == 1e9)
+        checkOrdered(try #require(link.roundTrip).latency, "link round trip", nonEmpty: true)
+        #expect((link.floor?.p50 ?? 0) > 0 && (link.bandwidth?.best ?? 0) > 0)
+        // A 1 Gbit/s link carries at most 125 MB/s: the shaping took effect.
+        #expect((link.bandwidth?.best ?? .infinity) < 130e6, "bulk \(link.bandwidth?.best ?? 0) B/s over a 1gbit link")
+        #expect(link.scenarios.map(\.name) == ["random-1t-bg-\(report.backend.rawValue)"])
+        #expect(link.migration.map { $0.integrity.allSatisfy { $0.digestMatch && $0.arenaVerified } } == true)
+        #expect(report.targets.first { $0.id == "link-1gbit-p50-vs-floor" }?.value != nil)
+        #expect(run.stderr.contains("creating network namespaces") && run.stderr.contains("removed the network namespaces"))
+        let left = ((try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? []).filter { $0.hasPrefix("mabench-") }
+        #expect(left.isEmpty, "network namespaces left behind: \(left)")
     }
 
     func checkOrdered(_ s: LatencySummary, _ what: String, nonEmpty: Bool, sourceLocation: SourceLocation = #_sourceLocation) {

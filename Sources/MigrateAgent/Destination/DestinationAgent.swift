@@ -340,6 +340,7 @@ public final class DestinationAgent: @unchecked Sendable {
     /// The source acknowledged `done`: the migration is over on both sides.
     private func confirmed() {
         report.sourceConfirmed = true
+        report.memory = ProcessMemory.current()  // every page present, nothing torn down yet
         teardown()
     }
 

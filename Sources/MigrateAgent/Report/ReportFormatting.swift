@@ -90,6 +90,10 @@ public enum ReportFormatting {
         if let g = r.guest {
             lines.append("  guest              \(g.threads) threads, \(g.pattern), \(g.accesses) accesses, \(g.writes) writes, \(g.mismatches) wrong pages")
         }
+        if let m = r.memory {
+            lines.append(String(format: "  memory             PSS %.1f MiB (%.1f MiB beyond the arena), RSS %.1f MiB (the arena's two views counted twice)",
+                                Double(m.pssBytes) / 1048576, Double(m.pssBytes - r.arenaBytes) / 1048576, Double(m.rssBytes) / 1048576))
+        }
         if let pid = r.vmmPID {
             lines.append("  VMM                pid \(pid), \(r.vmmRegions ?? 0) regions\(r.vmmExited ? ", exited" : "")\(r.vmmKilled ? ", killed" : "")")
             lines.append("  given back         \(r.removedRanges) ranges (\(r.removedPages) pages not yet here), \(r.zeroPages) zero pages, \(r.deferredInstalls) deferred installs")

@@ -82,6 +82,9 @@ public struct DestinationReport: Codable, Sendable {
     public var destinationDigest: String?
     public var arenaVerified = false
     public var guest: GuestSummary?
+    /// This process's RSS and PSS once every page was present and the source
+    /// confirmed, before teardown (nil where the kernel has no `smaps_rollup`).
+    public var memory: ProcessMemory?
 
     public init(backend: BackendKind, arenaBytes: Int, pageSize: Int) {
         self.backend = backend

@@ -1,0 +1,226 @@
+import Foundation
+import MigrateAgent
+
+/// Issue 9's targets ("fast under load"), judged on one run's figures; every
+/// ratio compares two figures of the same run. A target whose figures the run
+/// lacks (a scenario not asked for, a link skipped) is "not measured", with
+/// the reason in its basis. Stateless; pure functions of a report.
+public enum UnderLoadTargets {
+    public static let group = "issue 9: under load"
+    /// 1. Demand faults with the background stream on, against the same scenario without it.
+    public static let backgroundP50 = 1.3
+    public static let backgroundP99 = 3.0
+    /// 2. A busy guest's whole migration against an idle guest's of the same size.
+    public static let busyRandomOverIdle = 1.25
+    public static let busySequentialOverIdle = 1.1
+    /// 3. An idle guest's migration against the local install rate (fastest pass) of the same size.
+    public static let idleOfLocalInstall = 0.85
+    /// 4. Hybrid migration: downtime, and stale-page faults against absent-page faults.
+    public static let hybridDowntimeMillis = 30.0
+    public static let staleOverAbsentP50 = 1.3
+    /// 5. On a real link, demand faults beside the background stream against that link's floor.
+    public static let linkP50OverFloor = 2.0
+    /// Also: the destination's PSS beyond the arena, percent of the arena.
+    public static let destinationOverheadPercent = 2.0
+
+    public static func judge(_ r: BenchReport) -> [TargetResult] {
+        var targets: [TargetResult] = []
+        for threads in [1, 4] {
+            targets += backgroundVersusIdle(r, threads: threads)
+        }
+        targets.append(busyMigration(r, BenchScenario.busyRandom(backend: r.backend, arenaBytes: nil),
+                                     limit: busyRandomOverIdle, id: "busy-random-migration", what: "a busy guest (random, 4 threads)"))
+        targets.append(busyMigration(r, BenchScenario.busySequential(backend: r.backend, arenaBytes: nil),
+                                     limit: busySequentialOverIdle, id: "busy-sequential-migration",
+                                     what: "a sequential guest (1 thread)"))
+        targets += idleVersusLocalInstall(r)
+        targets += hybrid(r)
+        targets += links(r)
+        targets.append(destinationMemory(r))
+        return targets
+    }
+
+    static func f(_ v: Double, _ places: Int = 1) -> String { String(format: "%.\(places)f", v) }
+
+    /// A scenario of the run by shape; sized ones (`@SIZE`) only when `sized`, the largest size first.
+    static func find(_ r: BenchReport, _ shape: BenchScenario, sized: Bool) -> ScenarioResult? {
+        r.scenarios.filter { s in
+            var unsized = s.scenario
+            unsized.arenaBytes = nil
+            return unsized == shape && (s.scenario.arenaBytes != nil) == sized
+        }.max { ($0.scenario.arenaBytes ?? 0) < ($1.scenario.arenaBytes ?? 0) }
+    }
+
+    // MARK: 1. Background stream on against off
+
+    static func backgroundVersusIdle(_ r: BenchReport, threads: Int) -> [TargetResult] {
+        let idleShape = BenchScenario(pattern: .random, threads: threads, background: false, backend: r.backend)
+        let idle = find(r, idleShape, sized: false)
+        let busy = find(r, idleShape.withBackgroundToggled, sized: false)
+        let basisNames = "\(idleShape.withBackgroundToggled.name) / \(idleShape.name)"
+        var rows: [TargetResult] = []
+        for (label, limit, key) in [("p50", backgroundP50, \LatencySummary.p50), ("p99", backgroundP99, \LatencySummary.p99)] {
+            var t = TargetResult(id: "background-\(label)-\(threads)t",
+                                 target: "demand \(label) with the background stream within \(limit)× without it, \(threads) guest thread\(threads == 1 ? "" : "s")",
+                                 basis: "\(basisNames) \(label)", value: nil, limit: limit, unit: "×")
+            if let idle, let busy, idle.latency.count > 0, busy.latency.count > 0, idle.latency[keyPath: key] > 0 {
+                t.value = (busy.latency[keyPath: key] / idle.latency[keyPath: key]).rounded(toPlaces: 2)
+                t.met = t.value! <= limit
+                t.context = "\(label) \(f(busy.latency[keyPath: key])) µs with the stream (\(busy.faultsMeasured) demand faults), "
+                    + "\(f(idle.latency[keyPath: key])) µs without"
+            } else {
+                t.basis += " (\(idle == nil ? idleShape.name : idleShape.withBackgroundToggled.name) did not run)"
+            }
+            rows.append(t)
+        }
+        return rows
+    }
+
+    // MARK: 2. Busy guest against idle guest
+
+    static func busyMigration(_ r: BenchReport, _ shape: BenchScenario, limit: Double, id: String, what: String) -> TargetResult {
+        var t = TargetResult(id: id, target: "whole migration with \(what) and the background stream within \(limit)× the idle guest's",
+                             basis: "\(shape.name)@SIZE whole-migration time / idle-guest migration of SIZE (medians)",
+                             value: nil, limit: limit, unit: "×")
+        guard let busy = find(r, shape, sized: true), let size = busy.scenario.arenaBytes, let seconds = busy.migrationSeconds else {
+            t.basis += " (no sized \(shape.name) scenario ran, e.g. \(shape.name)@512MiB)"
+            return t
+        }
+        t.basis = "\(busy.name) whole-migration time / idle-guest migration of \(ByteSize(bytes: size)) (medians of "
+            + "\(busy.runs.count) and \(r.migrations.first { $0.arenaBytes == size }?.runSeconds.count ?? 0) runs)"
+        guard let idle = r.migrations.first(where: { $0.arenaBytes == size }), idle.seconds > 0 else {
+            t.basis += " (no idle migration of that size ran)"
+            return t
+        }
+        t.value = (seconds / idle.seconds).rounded(toPlaces: 2)
+        t.met = t.value! <= limit
+        let demand = busy.runs.map(\.demandPages).sorted()[busy.runs.count / 2]
+        t.context = "\(f(seconds, 3)) s with the busy guest (runs " + busy.runs.map { f($0.elapsedSeconds, 3) }.joined(separator: ", ")
+            + "; median \(demand) of \(size / Arena.systemPageSize) pages on demand) against \(f(idle.seconds, 3)) s idle"
+        return t
+    }
+
+    // MARK: 3. Idle migration against the local install rate
+
+    static func idleVersusLocalInstall(_ r: BenchReport) -> [TargetResult] {
+        let rows = r.migrations.map { m -> TargetResult in
+            var t = TargetResult(id: "idle-vs-local-install-\(BenchScenario.sizeName(m.arenaBytes))",
+                                 target: "idle-guest migration of \(ByteSize(bytes: m.arenaBytes)) at least \(Int(idleOfLocalInstall * 100))% of the local install rate",
+                                 basis: "median migration rate / fastest local install pass of the same size, measured just before",
+                                 value: nil, limit: idleOfLocalInstall * 100, unit: "%")
+            if let fraction = m.fractionOfLocalInstall, let install = m.localInstall {
+                t.value = (fraction * 100).rounded(toPlaces: 1)
+                t.met = fraction >= idleOfLocalInstall
+                t.context = "\(f(m.megabytesPerSecond, 0)) MB/s against \(f(install.bestMegabytesPerSecond, 0)) MB/s installed locally"
+            }
+            return t
+        }
+        if rows.isEmpty {
+            return [TargetResult(id: "idle-vs-local-install", target: "idle-guest migration at least \(Int(idleOfLocalInstall * 100))% of the local install rate",
+                                 basis: "no idle migration ran (--migration-sizes none)", value: nil, limit: idleOfLocalInstall * 100, unit: "%")]
+        }
+        return rows
+    }
+
+    // MARK: 4. Hybrid
+
+    static func hybrid(_ r: BenchReport) -> [TargetResult] {
+        let shape = BenchScenario.hybrid(backend: r.backend, arenaBytes: nil)
+        let run = find(r, shape, sized: true) ?? find(r, shape, sized: false)
+        let name = run?.name ?? "\(shape.name)@512MiB"
+        var downtime = TargetResult(id: "hybrid-downtime", target: "hybrid migration downtime within \(f(hybridDowntimeMillis, 0)) ms",
+                                    basis: "\(name): the source's pause until the guest state was sent + the destination's "
+                                        + "switch-over apply, median of runs", value: nil, limit: hybridDowntimeMillis, unit: "ms")
+        var stale = TargetResult(id: "hybrid-stale-vs-absent", target: "stale-page fault p50 within \(staleOverAbsentP50)× an absent-page fault p50",
+                                 basis: "\(name) p50 / \(run.map { $0.scenario.withAbsentPages.name } ?? shape.withAbsentPages.name + "@512MiB") p50",
+                                 value: nil, limit: staleOverAbsentP50, unit: "×")
+        guard let run else {
+            downtime.basis += " (did not run)"
+            stale.basis += " (did not run)"
+            return [downtime, stale]
+        }
+        let downtimes = run.runs.compactMap(\.downtimeMillis).sorted()
+        if !downtimes.isEmpty {
+            downtime.value = downtimes[downtimes.count / 2].rounded(toPlaces: 1)
+            downtime.met = downtime.value! <= hybridDowntimeMillis
+            downtime.context = "runs: " + run.runs.compactMap(\.downtimeMillis).map { f($0) }.joined(separator: ", ") + " ms"
+        }
+        let absent = r.scenarios.first { $0.scenario == run.scenario.withAbsentPages }
+        let staleFaults = run.runs.map(\.staleFaults).reduce(0, +)
+        let absentFaults = run.runs.map(\.missingFaults).reduce(0, +)
+        if let absent, absent.latency.count > 0, run.latency.count > 0, absent.latency.p50 > 0 {
+            stale.value = (run.latency.p50 / absent.latency.p50).rounded(toPlaces: 2)
+            stale.met = stale.value! <= staleOverAbsentP50
+            stale.context = "p50 \(f(run.latency.p50)) µs over \(run.faultsMeasured) guest-timed faults (\(staleFaults) stale, "
+                + "\(absentFaults) absent, as the destination counted them) against \(f(absent.latency.p50)) µs on absent pages"
+        } else if absent == nil {
+            stale.basis += " (\(run.scenario.withAbsentPages.name) did not run)"
+        }
+        return [downtime, stale]
+    }
+
+    // MARK: 5. Real links
+
+    static func links(_ r: BenchReport) -> [TargetResult] {
+        let asked = r.links.isEmpty ? ["1gbit", "10gbit"] : r.links.map(\.name)
+        return asked.map { name in
+            let link = r.links.first { $0.name == name }
+            var t = TargetResult(id: "link-\(name)-p50-vs-floor",
+                                 target: "on a \(name) link, demand p50 with the background stream within \(linkP50OverFloor)× the link's floor",
+                                 basis: "random-1t-bg-\(r.backend.rawValue) over the link p50 / (raw uffd MISSING + round trip across the idle link) p50",
+                                 value: nil, limit: linkP50OverFloor, unit: "×")
+            guard let link else {
+                t.basis += " (no links measured: --links none)"
+                return t
+            }
+            if let reason = link.skipped {
+                t.basis += " (skipped: \(reason))"
+                return t
+            }
+            if let s = link.scenarios.first, let floor = link.floor, s.latency.count > 0, floor.p50 > 0 {
+                t.value = (s.latency.p50 / floor.p50).rounded(toPlaces: 2)
+                t.met = t.value! <= linkP50OverFloor
+                t.basis = "\(s.name) over the link p50 / \(floor.placement.rawValue) floor on the link p50 "
+                    + "(raw uffd MISSING + round trip across the idle link)"
+                t.context = "p50 \(f(s.latency.p50)) µs (\(s.faultsMeasured) demand faults) against the floor \(f(floor.p50)) µs"
+                    + (link.roundTrip.map { " (round trip \(f($0.latency.p50)) µs)" } ?? "")
+                    + (link.migration.map { m in
+                        "; an idle guest migrates at \(f(m.megabytesPerSecond, 0)) MB/s over it, "
+                            + "\(f((link.migrationFractionOfLink ?? 0) * 100, 0))% of the link's \(f(link.rateBitsPerSecond / 8e6, 0)) MB/s"
+                      } ?? "")
+            }
+            return t
+        }
+    }
+
+    // MARK: Also: destination memory
+
+    /// Judged on the busy 512 MiB guest (largest size) when it ran, else on the largest idle migration;
+    /// the largest PSS over its runs.
+    static func destinationMemory(_ r: BenchReport) -> TargetResult {
+        var t = TargetResult(id: "destination-pss", target: "destination PSS within the arena + \(f(destinationOverheadPercent, 0))%",
+                             basis: "destination PSS at the end of the migration (every page present) beyond the arena, % of the arena",
+                             value: nil, limit: destinationOverheadPercent, unit: "%")
+        var candidates: [(String, Int, [ProcessMemory])] = []
+        if let busy = find(r, BenchScenario.busyRandom(backend: r.backend, arenaBytes: nil), sized: true) {
+            candidates.append((busy.name, busy.arenaBytes, busy.runs.compactMap(\.destinationMemory)))
+        }
+        if let idle = r.migrations.max(by: { $0.arenaBytes < $1.arenaBytes }) {
+            candidates.append(("idle guest, \(ByteSize(bytes: idle.arenaBytes))", idle.arenaBytes, idle.destinationMemory ?? []))
+        }
+        guard let (name, arena, memory) = candidates.first(where: { !$0.2.isEmpty }), arena > 0,
+              let worst = memory.max(by: { $0.pssBytes < $1.pssBytes }) else {
+            t.basis += " (no run reported its memory)"
+            return t
+        }
+        let own = worst.pssBytes - arena
+        t.value = (Double(own) / Double(arena) * 100).rounded(toPlaces: 2)
+        t.met = t.value! <= destinationOverheadPercent
+        t.basis = "\(name): destination PSS at the end of the migration beyond the arena, the largest of \(memory.count) runs, % of the arena"
+        func mib(_ b: Int) -> String { f(Double(b) / 1_048_576) }
+        t.context = "PSS \(mib(worst.pssBytes)) MiB for a \(ByteSize(bytes: arena)) arena: \(mib(own)) MiB of its own "
+            + "(anonymous \(mib(worst.pssAnonBytes)), files \(mib(worst.pssFileBytes)), shared memory beyond the arena "
+            + "\(mib(worst.pssShmemBytes - arena))); RSS \(mib(worst.rssBytes)) MiB counts an arena page mapped in both views twice"
+        return t
+    }
+}
