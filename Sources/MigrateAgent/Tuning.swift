@@ -8,9 +8,10 @@ enum Tuning {
     static let backgroundSlice = 16
     /// Bytes the destination decodes from the bulk connection per loop turn.
     static let bulkReadBudget = 256 * 1024
-    /// How long demand may hold the background stream before it flows again.
-    static let demandHoldLimitNanos: UInt64 = 20_000_000
-    /// The destination's housekeeping interval: liveness, progress, the hold limit.
+    /// Bytes the destination decodes from the bulk connection per loop turn while
+    /// demand requests are outstanding (`BackgroundFlow`).
+    static let bulkReadBudgetDuringDemand = 16 * 1024
+    /// The destination's housekeeping interval: liveness, progress.
     static let destinationTickMillis: UInt64 = 50
     /// The source's check for a destination that stopped reading.
     static let sourceWatchdogMillis: UInt64 = 250

@@ -94,7 +94,7 @@ public final class DestinationAgent: @unchecked Sendable {
         tracker = PageTracker(pageCount: space.pageCount)
         phases = FaultPhaseClock(pageCount: space.pageCount)
         hashes = ReceivedHashes(pageCount: space.pageCount, pageSize: space.pageSize)
-        flow = BackgroundFlow(loop: loop, holdsDuringDemand: configuration.holdBackgroundDuringFaults)
+        flow = BackgroundFlow(loop: loop, throttlesDuringDemand: configuration.throttleBackgroundDuringDemand)
         busyPoll = BusyPoll(loop: loop, windowMicros: configuration.busyPollMicros)
         faults = FaultService(loop: loop, resolver: memory.resolver, tracker: tracker, hashes: hashes, phases: phases,
                               flow: flow, busyPoll: busyPoll, progress: configuration.progress)
@@ -210,7 +210,6 @@ public final class DestinationAgent: @unchecked Sendable {
     private func connectBulk() {
         bulk = TCPConnection.connect(loop: loop, to: configuration.source, name: "bulk", limits: sessionLimits) { [unowned self] connection, error in
             if let error { return connectFailed("cannot open the bulk connection to \(configuration.source): \(error)") }
-            connection.readBudget = Tuning.bulkReadBudget
             let auth = ConnectionAuth(key: configuration.key, role: .destination, encrypt: configuration.encrypt)
             bulkAuth = auth
             connection.onFrame = { [unowned self] frame in
@@ -283,7 +282,6 @@ public final class DestinationAgent: @unchecked Sendable {
         loop.assertOnLoop()
         let now = EventLoop.nowNanos()
         if let vmm = memory.vmm, phase != .finished, !vmm.isAlive { return vmmGone(vmm, how: "it exited") }
-        flow.releaseIfHeldTooLong(now: now)
         if recovering {
             if Double(now - droppedNanos) / 1e9 > configuration.reconnectTimeoutSeconds {
                 return fail("could not resume the session within \(configuration.reconnectTimeoutSeconds) s "

@@ -31,8 +31,8 @@ public struct DestinationConfiguration: Sendable {
     public var peerTimeoutSeconds = 10.0
     /// Microseconds the loop keeps polling instead of sleeping after demand activity (0: off).
     public var busyPollMicros = 50
-    /// Hold the background stream while demand requests are outstanding.
-    public var holdBackgroundDuringFaults = true
+    /// Read the background stream in small slices while demand requests are outstanding.
+    public var throttleBackgroundDuringDemand = true
     /// How long the guest may run after the last page arrived.
     public var guestDeadlineSeconds = 120.0
     public var progress: @Sendable (String) -> Void = { _ in }

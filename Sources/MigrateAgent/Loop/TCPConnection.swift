@@ -134,7 +134,7 @@ public final class TCPConnection {
     /// Starts reading frames.
     public func startReading() {
         loop.assertOnLoop()
-        guard !closed, !reading, !held else { return }
+        guard !closed, !reading else { return }
         reading = true
         let rc = uv_read_start(stream, { h, _, buf in
             let connection = TCPConnection.from(h!.pointee.data)
@@ -201,28 +201,6 @@ public final class TCPConnection {
         precondition(opener == nil && openerAfterFrame == nil, "a connection starts opening once")
         openerAfterFrame = RecordOpener(key: key)
     }
-
-    /// Stops reading until `resumeReading`: the peer's data waits in the socket
-    /// (and TCP flow control slows the peer) while more urgent work runs.
-    public func holdReading() {
-        loop.assertOnLoop()
-        guard !held else { return }
-        held = true
-        heldSinceNanos = EventLoop.nowNanos()
-        if reading { uv_read_stop(stream) }
-        reading = false
-    }
-
-    public func resumeReading() {
-        loop.assertOnLoop()
-        guard held else { return }
-        held = false
-        startReading()
-    }
-
-    /// Whether reading is held, and since when (monotonic nanoseconds).
-    public private(set) var held = false
-    public private(set) var heldSinceNanos: UInt64 = 0
 
     private func pauseUntilNextTurn() {
         uv_read_stop(stream)
