@@ -50,6 +50,11 @@ public final class MinorFaultSampler: AccessTracking {
         self.arena = arena
         self.samplePercent = samplePercent
         self.resolvesFaults = resolvesFaults
+        // Map every page first: on a MINOR range any unmapped page faults, sampled or not.
+        // Nothing is registered yet, so this cannot trap.
+        guard madvise(arena.guestBase, arena.size, 22 /* MADV_POPULATE_READ, Linux 5.14 */) == 0 else {
+            throw .system("madvise(MADV_POPULATE_READ) on the guest view: \(String(cString: strerror(errno)))")
+        }
         do {
             uffd = try Userfaultfd()
             try uffd.negotiate([.minorShmem])
