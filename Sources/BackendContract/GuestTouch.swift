@@ -48,6 +48,17 @@ struct GuestTouch: Sendable {
             + PageContent.describe(address, pageSize: arena.pageSize)
     }
 
+    /// Only the first access, without checking the page (for timing).
+    func touchOnly(_ arena: Arena) -> UInt64 {
+        let address = arena.guestPage(page)
+        switch access {
+        case .read: return guest_read_u64(address)
+        case .write:
+            guest_write_u64(address, UInt64(page))
+            return 0
+        }
+    }
+
     /// Whether the page at `address` (page `page`) holds `expected`.
     static func holds(_ address: UnsafeRawPointer, page: Int, _ expected: ExpectedContent, pageSize: Int) -> Bool {
         switch expected {

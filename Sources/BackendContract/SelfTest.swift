@@ -35,13 +35,44 @@ public struct SelfTest {
         var results: [SelfTestResult] = []
         for kind in backends {
             let context = CheckContext(kind: kind, threads: configuration.threads, timeoutSeconds: configuration.timeoutSeconds)
-            for check in SelfTestCheck.allCases {
+            for check in SelfTestCheck.cases(for: kind) {
                 let result = Self.run(check, context)
                 results.append(result)
                 onResult(result)
             }
         }
         return results
+    }
+
+    /// The access-tracking methods the configuration selects on this kernel; throws when a forced one is missing.
+    public func trackers() throws(AgentError) -> [AccessTrackingMethod] {
+        try configuration.trackers.methods(on: probe)
+    }
+
+    /// Runs the access-tracker check for each of `methods`, handing each result to `onResult`.
+    public func run(trackers methods: [AccessTrackingMethod],
+                    onResult: (AccessTrackerResult) -> Void = { _ in }) -> [AccessTrackerResult] {
+        methods.map { method in
+            let result = run(tracker: method)
+            onResult(result)
+            return result
+        }
+    }
+
+    /// Runs the access-tracker check for one method (MigrateAgentTests and the selftest).
+    public func run(tracker method: AccessTrackingMethod) -> AccessTrackerResult {
+        let start = DispatchTime.now().uptimeNanoseconds
+        var findings = Findings()
+        var summary = ""
+        do {
+            summary = try AccessTrackerCheck(method: method, threads: configuration.threads,
+                                             timeoutSeconds: configuration.timeoutSeconds).run(&findings)
+        } catch {
+            findings.add(error.description)
+        }
+        let millis = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+        return AccessTrackerResult(tracker: method, passed: findings.isEmpty,
+                                   detail: findings.isEmpty ? "\(summary) (\(String(format: "%.0f ms", millis)))" : findings.summary())
     }
 
     /// Runs one check on one backend (BackendContractTests runs each as a test case).
@@ -61,6 +92,7 @@ public struct SelfTest {
             case .stalePages: summary = try StalePagesCheck(context: context).run(&findings)
             case .unchangedPath: summary = try UnchangedPathCheck(context: context).run(&findings)
             case .release: summary = try ReleaseCheck(context: context).run(&findings)
+            case .asyncRelease: summary = try AsyncReleaseCheck(context: context).run(&findings)
             }
         } catch {
             findings.add(error.description)
@@ -72,24 +104,30 @@ public struct SelfTest {
     }
 
     /// What the self-test runs on: the kernel, its userfaultfd features and the backends.
-    public func header(testing backends: [BackendKind]) -> [String] {
+    public func header(testing backends: [BackendKind], trackers: [AccessTrackingMethod] = []) -> [String] {
         let lacking = BackendKind.allCases.filter { !probe.isAvailable($0) }
+        let trackersLacking = AccessTrackingMethod.allCases.filter { !$0.isAvailable(on: probe) }
         return [
             "kernel \(probe.kernelRelease), userfaultfd opened with \(probe.openedBy)",
             "features 0x\(String(probe.featureBits, radix: 16)): \(probe.features.joined(separator: " "))",
             "backends offered: \(probe.availableBackends.map(\.rawValue).joined(separator: ", "))"
                 + lacking.map { "; not \($0.rawValue) (needs \(BackendSelection.requirement(of: $0)))" }.joined(),
-            "testing \(backends.map(\.rawValue).joined(separator: ", ")) with \(configuration.threads) guest threads, "
+            "access tracking offered: "
+                + AccessTrackingMethod.allCases.filter { $0.isAvailable(on: probe) }.map(\.rawValue).joined(separator: ", ")
+                + trackersLacking.map { "; not \($0.rawValue) (needs \($0.requirement))" }.joined(),
+            "testing \(backends.map(\.rawValue).joined(separator: ", "))"
+                + (trackers.isEmpty ? "" : " and access tracking \(trackers.map(\.rawValue).joined(separator: ", "))") + " with \(configuration.threads) guest threads, "
                 + "\(configuration.timeoutSeconds) s per wait",
         ]
     }
 
     /// The closing line: how many checks passed.
-    public static func verdict(_ results: [SelfTestResult], seconds: Double) -> String {
-        let failed = results.filter { !$0.passed }.count
+    public static func verdict(_ results: [SelfTestResult], trackers: [AccessTrackerResult] = [], seconds: Double) -> String {
+        let failed = results.filter { !$0.passed }.count + trackers.filter { !$0.passed }.count
+        let total = results.count + trackers.count
         let took = String(format: "%.2f s", seconds)
         return failed == 0
-            ? "selftest: all \(results.count) checks passed (\(took))"
-            : "selftest: \(failed) of \(results.count) checks FAILED (\(took))"
+            ? "selftest: all \(total) checks passed (\(took))"
+            : "selftest: \(failed) of \(total) checks FAILED (\(took))"
     }
 }

@@ -15,6 +15,17 @@ public enum SelfTestCheck: String, Codable, Sendable, CaseIterable {
     case unchangedPath = "unchanged-path"
     /// `release()` frees threads blocked on faults nobody resolves.
     case release
+    /// `rwp` only: `releaseAllAsync` (SET_MODE enabling RWP_ASYNC) frees blocked threads on the old
+    /// bytes; `restoreSyncDelivery` makes protected pages trap again.
+    case asyncRelease = "async-release"
+
+    /// Whether the check applies to a backend (`async-release` is about RWP_ASYNC).
+    public func applies(to kind: BackendKind) -> Bool {
+        self != .asyncRelease || kind == .rwp
+    }
+
+    /// The checks that apply to a backend, in order.
+    public static func cases(for kind: BackendKind) -> [SelfTestCheck] { allCases.filter { $0.applies(to: kind) } }
 }
 
 /// One check's verdict on one backend (`--json` prints an array of these).

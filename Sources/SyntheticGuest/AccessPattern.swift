@@ -5,12 +5,14 @@ public enum AccessPattern: String, Codable, Sendable, CaseIterable {
     case sequential
     /// Each page once, in a random order.
     case random
-    /// Skewed: 90% of accesses go to a hot 10% of the pages.
+    /// Skewed: 90% of accesses go to a hot 10% of the pages (`HotSet`).
     case hotset
 
     /// The pages (indices into `pages`) one thread visits, `count` accesses long.
+    /// With `hotset`, the hot pages are those of `pages` in `hotSet`, shared by every
+    /// thread and by source and destination (a thread with none of them uses its first page).
     /// Public for the benchmark's baselines, which walk pages in the guest's random order.
-    public func order(pages: [Int], seed: UInt64) -> [Int] {
+    public func order(pages: [Int], seed: UInt64, hotSet: HotSet = HotSet()) -> [Int] {
         var rng = SplitMix64(seed: seed)
         switch self {
         case .sequential:
@@ -21,11 +23,11 @@ public enum AccessPattern: String, Codable, Sendable, CaseIterable {
             return shuffled
         case .hotset:
             guard !pages.isEmpty else { return [] }
-            var shuffled = pages
-            shuffled.shuffle(using: &rng)
-            let hot = shuffled.prefix(max(1, pages.count / 10))
+            var hot = pages.filter(hotSet.contains)
+            if hot.isEmpty { hot = [pages[0]] }
+            // 90% of accesses to the hot pages, 10% to any page of the thread.
             return (0..<pages.count).map { _ in
-                rng.next() % 10 == 0 ? pages[Int(rng.next() % UInt64(pages.count))] : hot[hot.startIndex + Int(rng.next() % UInt64(hot.count))]
+                rng.next() % 10 == 0 ? pages[Int(rng.next() % UInt64(pages.count))] : hot[Int(rng.next() % UInt64(hot.count))]
             }
         }
     }

@@ -51,6 +51,21 @@ public final class Userfaultfd: @unchecked Sendable {
         apiIoctls = ioctls
     }
 
+    /// A new descriptor negotiated with `required` plus those of `optional` the kernel offers
+    /// (read first on a throw-away descriptor: `UFFDIO_API` is accepted once per descriptor).
+    public static func negotiated(_ required: UffdFeatures, optional: UffdFeatures) throws(UffdError) -> Userfaultfd {
+        var wanted = required
+        if !optional.isEmpty {
+            let probe = try Userfaultfd()
+            try probe.negotiate([])
+            wanted.formUnion(optional.intersection(probe.features))
+            probe.close()
+        }
+        let uffd = try Userfaultfd()
+        try uffd.negotiate(wanted)
+        return uffd
+    }
+
     /// `UFFDIO_REGISTER`: returns the ioctls allowed on the range.
     @discardableResult
     public func register(_ start: UnsafeMutableRawPointer, length: Int, mode: UffdRegisterMode) throws(UffdError) -> UInt64 {
@@ -99,6 +114,13 @@ public final class Userfaultfd: @unchecked Sendable {
     public func readWriteProtect(_ start: UnsafeMutableRawPointer, length: Int, protect: Bool) throws(UffdError) {
         let rc = cuffd_rwprotect(fd, start, UInt64(length), protect ? CUFFD_RWPROTECT_MODE_RWP : 0)
         guard rc == 0 else { throw UffdError("UFFDIO_RWPROTECT", code: -rc) }
+    }
+
+    /// `UFFDIO_SET_MODE` (Linux 7.3): switches toggleable features (only `RWP_ASYNC`) on or off for
+    /// the whole descriptor. Enabling `RWP_ASYNC` wakes every thread waiting on an RWP fault.
+    public func setMode(enable: UffdFeatures = [], disable: UffdFeatures = []) throws(UffdError) {
+        let rc = cuffd_set_mode(fd, enable.rawValue, disable.rawValue)
+        guard rc == 0 else { throw UffdError("UFFDIO_SET_MODE", code: -rc) }
     }
 
     /// `UFFDIO_WRITEPROTECT`.

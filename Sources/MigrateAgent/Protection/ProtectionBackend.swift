@@ -56,14 +56,17 @@ extension ProtectionBackend {
 public func makeBackend(_ kind: BackendKind, arena: Arena) throws(AgentError) -> any ProtectionBackend {
     let uffd: Userfaultfd
     do {
-        uffd = try Userfaultfd()
         var features: UffdFeatures = [.missingShmem]
         switch kind {
         case .rwp: features.insert(.rwp)
         case .minor: features.insert(.minorShmem)
         case .missing: break
         }
-        try uffd.negotiate(features)
+        // RWP_ASYNC only where the kernel offers it: it lets RWPBackend.releaseAllAsync give up on stale pages.
+        uffd = try Userfaultfd.negotiated(features, optional: kind == .rwp ? [.rwpAsync] : [])
+        if uffd.features.contains(.rwpAsync) {
+            try uffd.setMode(disable: .rwpAsync)  // negotiated RWP_ASYNC starts async: the destination traps synchronously
+        }
     } catch {
         throw .kernel(error)
     }

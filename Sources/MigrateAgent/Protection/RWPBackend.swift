@@ -17,12 +17,39 @@ public final class RWPBackend: ProtectionBackend {
     }
 
     public func register() throws(AgentError) {
-        // A file THP split drops RWP marks (docs/rwp-abi.md): keep the guest view in small pages.
+        try Self.keepSmallPages(arena)
+        try registerGuestView([.missing, .readWriteProtect])
+    }
+
+    /// A file THP split drops RWP marks (docs/rwp-abi.md): keep the guest view in small pages.
+    /// Every user of RWP on an arena calls this before registering.
+    static func keepSmallPages(_ arena: Arena) throws(AgentError) {
         guard madvise(arena.guestBase, arena.size, MADV_NOHUGEPAGE) == 0 else {
             throw .system("madvise(MADV_NOHUGEPAGE) on the guest view: \(String(cString: strerror(errno))); "
                 + "without it a huge-page split would silently drop RWP protection")
         }
-        try registerGuestView([.missing, .readWriteProtect])
+    }
+
+    /// Whether this backend's userfaultfd negotiated `RWP_ASYNC`, which `releaseAllAsync` needs.
+    public var canReleaseAsync: Bool { uffd.features.contains(.rwpAsync) }
+
+    /// Gives up on fresh bytes for every protected page at once: `UFFDIO_SET_MODE` enables
+    /// `RWP_ASYNC`, which wakes every thread blocked on an RWP fault, and every later access to
+    /// a still-protected page proceeds on the bytes already there (stale data: callers make
+    /// this an explicit choice and report it). MISSING faults are unaffected.
+    /// Throws `.unsupported` when the kernel did not grant `RWP_ASYNC`.
+    public func releaseAllAsync() throws(AgentError) {
+        guard canReleaseAsync else {
+            throw .unsupported("releasing stale pages needs UFFD_FEATURE_RWP_ASYNC, which this userfaultfd did not get "
+                + "(kernel \(KernelProbe.kernelRelease()))")
+        }
+        do { try uffd.setMode(enable: .rwpAsync) } catch { throw .kernel(error) }
+    }
+
+    /// Undoes `releaseAllAsync`: accesses to protected pages trap again (synchronous delivery).
+    public func restoreSyncDelivery() throws(AgentError) {
+        guard canReleaseAsync else { return }
+        do { try uffd.setMode(disable: .rwpAsync) } catch { throw .kernel(error) }
     }
 
     /// Io-view pages are in the page cache, so a guest access maps them without a trap.

@@ -61,9 +61,8 @@ public final class PagemapScanTracker: DirtyTracking {
 
     private let arena: Arena
     private let uffd: Userfaultfd
-    private var pagemap: Int32
-    private var regions: UnsafeMutablePointer<cuffd_page_region>
-    private static let regionCapacity = 1024
+    private let scanner: PagemapScanner
+    private var stopped = false
 
     /// Registers the guest view for async write-protect and protects every page.
     /// Throws `.unsupported` naming what the kernel lacks.
@@ -75,47 +74,25 @@ public final class PagemapScanTracker: DirtyTracking {
         } catch {
             throw .unsupported("dirty tracking needs userfaultfd WP_ASYNC on shmem (Linux 6.7+): \(error)")
         }
-        pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
-        guard pagemap >= 0 else { throw .unsupported("dirty tracking needs /proc/self/pagemap: \(String(cString: strerror(errno)))") }
-        regions = .allocate(capacity: Self.regionCapacity)
+        scanner = try PagemapScanner(purpose: "dirty tracking")
         do {
             try uffd.register(arena.guestBase, length: arena.size, mode: .writeProtect)
             try uffd.writeProtect(arena.guestBase, length: arena.size, protect: true)
         } catch {
-            close(pagemap)
-            regions.deallocate()
+            scanner.close()
             throw .unsupported("dirty tracking: \(error)")
         }
     }
 
-    deinit {
-        stop()
-        regions.deallocate()
-    }
+    deinit { stop() }
 
     /// The pages written since the previous call (or since init), in order;
     /// they are write-protected again before this returns.
     public func collect() throws(AgentError) -> [Int] {
-        var dirty: [Int] = []
-        let end = UInt64(UInt(bitPattern: arena.guestBase)) + UInt64(arena.size)
-        var start = UInt64(UInt(bitPattern: arena.guestBase))
-        let base = start
-        while start < end {
-            var walkEnd: UInt64 = 0
-            let n = cuffd_pagemap_scan(
-                pagemap, UnsafeMutableRawPointer(bitPattern: UInt(start)), UnsafeMutableRawPointer(bitPattern: UInt(end)),
-                CUFFD_PM_SCAN_WP_MATCHING | CUFFD_PM_SCAN_CHECK_WPASYNC, regions, UInt64(Self.regionCapacity), 0,
-                CUFFD_PAGE_IS_WRITTEN, CUFFD_PAGE_IS_WRITTEN, &walkEnd)
-            guard n >= 0 else { throw .system("PAGEMAP_SCAN: \(String(cString: strerror(-n)))") }
-            for i in 0..<Int(n) {
-                let first = Int((regions[i].start - base) / UInt64(arena.pageSize))
-                let last = Int((regions[i].end - base) / UInt64(arena.pageSize))
-                dirty.append(contentsOf: first..<last)
-            }
-            guard walkEnd > start else { break }
-            start = walkEnd
-        }
-        return dirty
+        let runs = try scanner.runs(base: arena.guestBase, length: arena.size, pageSize: arena.pageSize,
+                                    flags: CUFFD_PM_SCAN_WP_MATCHING | CUFFD_PM_SCAN_CHECK_WPASYNC,
+                                    category: CUFFD_PAGE_IS_WRITTEN)
+        return runs.flatMap { $0 }
     }
 
     public func attach(to loop: EventLoop) throws(AgentError) {}
@@ -125,10 +102,10 @@ public final class PagemapScanTracker: DirtyTracking {
 
     /// Stops tracking: the guest view is unregistered (writes run unprotected). Idempotent.
     public func stop() {
-        guard pagemap >= 0 else { return }
+        guard !stopped else { return }
+        stopped = true
         try? uffd.unregister(arena.guestBase, length: arena.size)
         uffd.close()
-        close(pagemap)
-        pagemap = -1
+        scanner.close()
     }
 }
