@@ -26,6 +26,9 @@ enum Tuning {
     static let maxInstallStalls = 1000
     /// How long a VMM that connected has to send its regions and userfaultfd.
     static let vmmMessageSeconds = 5.0
+    /// Working-set score a page needs to be in the announced hot set: accessed in
+    /// each of the last two tracking intervals (`WorkingSetScores`).
+    static let hotScoreThreshold: UInt8 = 0xC0
     /// Page indices per `staleSet` frame (8 bytes each).
     static let staleIndicesPerFrame = 64 * 1024 / 8
 }

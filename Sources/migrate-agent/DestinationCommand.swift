@@ -31,6 +31,11 @@ struct DestinationCommand: ParsableCommand {
     @OptionGroup var key: KeyOptions
     @Option(help: "After switch-over, seconds to resume the session when a connection drops (0: a drop ends the migration).")
     var reconnectTimeout = 30.0
+    @Flag(help: ArgumentHelp(
+        "If the migration fails after switch-over when every page is here but some are stale, let the guest run on "
+        + "their stale copies (rwp backend with RWP_ASYNC: one UFFDIO_SET_MODE releases every blocked and later "
+        + "access) instead of stopping it; reported, and the exit status still says the migration failed."))
+    var keepStaleOnFailure = false
     @Option(help: "Write the report as JSON to this file.") var reportJson: String?
     @Option(help: "Write the guest's demand-fault latencies (an HdrHistogram of nanoseconds, JSON) to this file.")
     var latencyHistogram: String?
@@ -65,6 +70,7 @@ struct DestinationCommand: ParsableCommand {
         if !noGuest, uffdSocket == nil { configuration.workload = { [guest] in DestinationGuest(configuration: guest) } }
         configuration.peerTimeoutSeconds = peerTimeout
         configuration.reconnectTimeoutSeconds = reconnectTimeout
+        configuration.keepStaleOnFailure = keepStaleOnFailure
         configuration.busyPollMicros = busyPoll
         configuration.progress = { Console.err($0) }
         try runReportingErrors {

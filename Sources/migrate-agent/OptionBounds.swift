@@ -29,6 +29,12 @@ enum OptionBounds {
     static let destinationGuestThreads = 0...256
     /// `--guest-threads` of the source.
     static let sourceGuestThreads = 1...256
+    /// `--guest-access-rate` (accesses a second): 0 is unpaced; a billion is beyond any thread.
+    static let guestAccessRate = 0...1_000_000_000
+    /// `--track-seconds`: 0 is off; an hour of warm-up delays a migration more than any hot set repays.
+    static let trackSeconds = 0.0...3_600.0
+    /// `--track-interval` (ms): below 10 ms the scans cost more than they learn; above a minute the scores are stale.
+    static let trackIntervalMillis = 10...60_000
     /// `--repetitions` (bench).
     static let repetitions = 1...1_000
     /// `--baseline-samples` (bench): 100 for a percentile, 10 million at most (memory).

@@ -16,10 +16,23 @@ struct SourceCommand: ParsableCommand {
     @Option(help: "Page size the memory moves in: 4KiB, or 2MiB for a VMM's hugetlbfs regions.") var pageSize = "4KiB"
     @Option(help: "Guest threads writing memory until switch-over.") var guestThreads = 2
     @Option(help: "Pages per second the guest writes until switch-over.") var dirtyRate = 20_000
+    @Option(help: "Let the guest also read its pages in this pattern until switch-over: sequential, random or hotset (90% of accesses to the same 10% the destination's hotset guest uses). Default: it only writes.")
+    var guestPattern: AccessPattern?
+    @Option(help: "With --guest-pattern, accesses per second in all (0: as fast as the threads go).")
+    var guestAccessRate = 100_000
     @Option(help: "Pre-copy rounds while the guest still runs here (0: pure post-copy).") var precopyRounds = 0
     @Option(help: "End pre-copy early once a round dirtied at most this many pages (default: 1/64 of the arena).")
     var convergePages: Int?
     @Option(help: "How pre-copy finds dirtied pages: pagemap-scan, sync-wp or auto.") var dirtyTracking = "auto"
+    @Option(help: "Before listening, run the guest this many seconds tracking its accesses; the pages it used most go first (0: off).")
+    var trackSeconds = 0.0
+    @Option(help: "Milliseconds between two scans of the guest's accessed pages.") var trackInterval = 100
+    @Option(help: "How accesses are tracked: rwp-async (Linux 7.3), minor-sampling (the emulation), auto, or off (warm up without tracking: the baseline of its cost).")
+    var accessTracking = "auto"
+    @Option(help: "Percent of the pages the minor-sampling emulation watches per interval (each watched page the guest touches costs it a fault).")
+    var trackSamplePercent = 100
+    @Flag(inversion: .prefixedNo, help: "Send the pages the warm-up found hot first (off: address order).")
+    var hotFirst = true
     @Flag(inversion: .prefixedNo, help: "Stream every page in the background (off: pages move only on demand).")
     var background = true
 
@@ -45,6 +58,13 @@ struct SourceCommand: ParsableCommand {
         try checkRange(dirtyRate, "--dirty-rate", in: OptionBounds.dirtyRate)
         try checkRange(convergePages ?? 0, "--converge-pages", in: 0...Int.max)
         try checkRange(busyPoll, "--busy-poll", in: OptionBounds.busyPollMicros)
+        try checkRange(guestAccessRate, "--guest-access-rate", in: OptionBounds.guestAccessRate)
+        try checkSeconds(trackSeconds, "--track-seconds", in: OptionBounds.trackSeconds)
+        try checkRange(trackInterval, "--track-interval", in: OptionBounds.trackIntervalMillis)
+        try checkRange(trackSamplePercent, "--track-sample-percent", in: 1...100)
+        if trackSeconds > 0, memoryFile != nil {
+            throw ValidationError("--track-seconds needs a running guest; a --memory-file has none")
+        }
         try checkSeconds(peerTimeout, "--peer-timeout", in: OptionBounds.peerTimeoutSeconds)
         try checkSeconds(reconnectTimeout, "--reconnect-timeout", in: OptionBounds.reconnectTimeoutSeconds)
         try checkSeconds(handshakeTimeout, "--handshake-timeout", in: OptionBounds.handshakeTimeoutSeconds)
@@ -58,8 +78,8 @@ struct SourceCommand: ParsableCommand {
             configuration.memoryFile = memoryFile  // nothing runs in an image: the default workload
         } else {
             configuration.arenaSize = try parseSize(arena ?? "256MiB")
-            configuration.workload = { [guestThreads, dirtyRate] arena in
-                SourceGuest(arena: arena, threads: guestThreads, dirtyRate: dirtyRate)
+            configuration.workload = { [guestThreads, dirtyRate, guestPattern, guestAccessRate] arena in
+                SourceGuest(arena: arena, threads: guestThreads, dirtyRate: dirtyRate, pattern: guestPattern, accessRate: guestAccessRate)
             }
         }
         configuration.background = background
@@ -75,6 +95,19 @@ struct SourceCommand: ParsableCommand {
                 throw ValidationError("--dirty-tracking must be pagemap-scan, sync-wp or auto")
             }
             configuration.dirtyTracking = method
+        }
+        configuration.trackSeconds = trackSeconds
+        configuration.trackIntervalMillis = trackInterval
+        configuration.trackSamplePercent = trackSamplePercent
+        configuration.hotFirst = hotFirst
+        switch accessTracking {
+        case "auto": break
+        case "off": configuration.trackingOff = true
+        default:
+            guard let method = AccessTrackingMethod(rawValue: accessTracking) else {
+                throw ValidationError("--access-tracking must be rwp-async, minor-sampling, auto or off")
+            }
+            configuration.accessTracking = method
         }
         configuration.onListening = { Console.out("listening on \($0)") }
         configuration.progress = { Console.err($0) }

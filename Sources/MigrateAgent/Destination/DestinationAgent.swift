@@ -503,6 +503,7 @@ public final class DestinationAgent: @unchecked Sendable {
         }
         report.error = "\(reason); \(tracker.missingCount) of \(space.pageCount) pages still missing"
         report.pagesMissing = tracker.missingCount
+        if keepStaleCopies() { return teardown(succeeded: false) }
         guest?.abort()
         if let vmm = memory.vmm, configuration.killVMMOnFailure, vmm.isAlive {
             // Its missing pages will never come: a VMM left waiting on them hangs forever.
@@ -511,6 +512,32 @@ public final class DestinationAgent: @unchecked Sendable {
             configuration.progress("destination: killed the VMM (pid \(vmm.pid)): its memory cannot be completed")
         }
         teardown(succeeded: false)
+    }
+
+    /// `--keep-stale-on-failure`: when only stale pages are missing, one
+    /// `UFFDIO_SET_MODE` lets every blocked and later access proceed on the stale
+    /// copies, and the guest runs on. True when that was done.
+    private func keepStaleCopies() -> Bool {
+        guard configuration.keepStaleOnFailure, [.migrating, .reconnecting].contains(phase) else { return false }
+        let stale = tracker.staleCount
+        guard stale > 0, stale == tracker.missingCount else {
+            configuration.progress("destination: --keep-stale-on-failure not used: \(tracker.missingCount - stale) pages "
+                + "never arrived at all, and a guest cannot run on pages it does not have")
+            return false
+        }
+        guard let rwp = memory.backend as? RWPBackend else {
+            configuration.progress("destination: --keep-stale-on-failure needs the rwp backend; \(memory.kind.rawValue) cannot release stale pages in place")
+            return false
+        }
+        do { try rwp.releaseAllAsync() } catch {
+            configuration.progress("destination: --keep-stale-on-failure failed: \(error)")
+            return false
+        }
+        report.staleKeptPages = stale
+        report.error! += "; the guest runs on with \(stale) stale pages (--keep-stale-on-failure)"
+        configuration.progress("destination: gave up on the source; released \(stale) stale pages with RWP_ASYNC: "
+            + "the guest runs on their pre-copy contents")
+        return true
     }
 
     private func teardown(succeeded: Bool = true) {
@@ -572,6 +599,7 @@ public final class DestinationAgent: @unchecked Sendable {
         report.pagesMissing = tracker.missingCount
         report.hotSetPages = hotSet.count
         report.hotSetResidentMillis = hotSet.residentAfterMillis
+        report.hotSetResidentWithPages = hotSet.residentWithPages
         if hotSet.count > 0, phase == .finished { report.hotSetDemandFaults = hotSet.demandFetched(tracker) }
         return report
     }

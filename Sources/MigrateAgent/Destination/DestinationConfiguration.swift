@@ -33,6 +33,9 @@ public struct DestinationConfiguration: Sendable {
     public var busyPollMicros = 50
     /// Read the background stream in small slices while demand requests are outstanding.
     public var throttleBackgroundDuringDemand = true
+    /// A failure after switch-over with every page here but some stale lets the guest
+    /// run on the stale copies (RWP_ASYNC) instead of stopping it. Explicit: stale data.
+    public var keepStaleOnFailure = false
     /// How long the guest may run after the last page arrived.
     public var guestDeadlineSeconds = 120.0
     public var progress: @Sendable (String) -> Void = { _ in }

@@ -11,6 +11,8 @@ final class HotSetWatch {
     private var switchoverNanos: UInt64 = 0
     /// Milliseconds from switch-over until every hot page was resident (nil: not yet, or no hot set).
     private(set) var residentAfterMillis: Double?
+    /// Pages present here at that moment, hot or not: near the hot set's size when it came first.
+    private(set) var residentWithPages: Int?
 
     var count: Int { pages.count }
 
@@ -29,6 +31,9 @@ final class HotSetWatch {
     func advance(_ tracker: PageTracker, now: UInt64) {
         guard residentAfterMillis == nil, !pages.isEmpty, switchoverNanos != 0 else { return }
         while cursor < pages.count, [.present, .removed].contains(tracker.state(pages[cursor])) { cursor += 1 }
-        if cursor == pages.count { residentAfterMillis = Double(now - switchoverNanos) / 1e6 }
+        if cursor == pages.count {
+            residentAfterMillis = Double(now - switchoverNanos) / 1e6
+            residentWithPages = tracker.presentCount
+        }
     }
 }

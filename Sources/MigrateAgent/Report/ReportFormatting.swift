@@ -85,7 +85,8 @@ public enum ReportFormatting {
         ]
         if r.hotSetPages > 0 {
             lines.append("  hot set            \(r.hotSetPages) pages, \(r.hotSetDemandFaults) faulted on demand, "
-                + (r.hotSetResidentMillis.map { "all resident \(String(format: "%.1f", $0)) ms after switch-over" } ?? "not all resident"))
+                + (r.hotSetResidentMillis.map { "all resident \(String(format: "%.1f", $0)) ms after switch-over, "
+                    + "with \(r.hotSetResidentWithPages ?? 0) pages here" } ?? "not all resident"))
         }
         if let g = r.guest {
             lines.append("  guest              \(g.threads) threads, \(g.pattern), \(g.accesses) accesses, \(g.writes) writes, \(g.mismatches) wrong pages")
@@ -102,6 +103,7 @@ public enum ReportFormatting {
             let shown = (0...last).map { "<\(1 << ($0 + 1)):\(buckets[$0])" }.joined(separator: " ")
             lines.append("  loop latency µs    \(shown)")
         }
+        if let kept = r.staleKeptPages { lines.append("  STALE DATA KEPT    \(kept) pages released with RWP_ASYNC (--keep-stale-on-failure)") }
         if let w = r.warning { lines.append("  warning            \(w)") }
         if let e = r.error { lines.append("  error              \(e)") }
         return lines.joined(separator: "\n")
@@ -118,6 +120,22 @@ public enum ReportFormatting {
             "  switch-over        \(r.staleAtSwitchover) stale pages, guest paused \(String(format: "%.2f", r.pauseToSwitchoverMillis)) ms until sent; \(r.unchangedAnswers) answered unchanged",
             "  elapsed            \(String(format: "%.3f", r.elapsedSeconds)) s",
         ]
+        if let w = r.workingSet {
+            var line = "  access tracking    \(w.method), \(String(format: "%.1f", w.seconds)) s in \(w.intervalMillis) ms intervals"
+            if w.method != "off" {
+                line += "; working set ~\(w.estimatedWorkingSetPages) pages, hot set \(w.hotSetPages)"
+                if let recall = w.recall, let precision = w.precision { line += String(format: ", recall %.2f, precision %.2f", recall, precision) }
+                if let c = w.costs { line += "; \(c.faults) tracker faults" }
+            }
+            if let rate = w.guestAccessesPerSecond { line += String(format: "; guest %.0f accesses/s", rate) }
+            lines.append(line)
+            if !w.pagesAccessedPerInterval.isEmpty {
+                lines.append("  accessed/interval  " + w.pagesAccessedPerInterval.map(String.init).joined(separator: " "))
+            }
+        }
+        if r.streamHeadPages > 0 {
+            lines.append("  stream head        \(r.streamHeadPages) pages first, \(r.streamHeadPagesSent) of them by the stream (the rest on demand)")
+        }
         for round in r.precopyRounds {
             lines.append("  pre-copy round \(round.round)   \(round.pagesSent) pages sent, \(round.pagesDirtied) dirtied (\(r.dirtyTracking ?? "?"))")
         }

@@ -50,6 +50,11 @@ public struct DestinationReport: Codable, Sendable {
     public var hotSetPages = 0
     public var hotSetDemandFaults = 0
     public var hotSetResidentMillis: Double?
+    /// Pages present (hot or not) when the last hot page became resident.
+    public var hotSetResidentWithPages: Int?
+    /// `--keep-stale-on-failure` was used: the migration failed with these pages
+    /// still stale, and the guest was let run on their old copies (RWP_ASYNC).
+    public var staleKeptPages: Int?
     public var faultLatencyMicros: LatencySummary?
     /// Destination-side phases of a demand fault, in microseconds.
     public var phases: FaultPhases?
@@ -159,6 +164,12 @@ public struct SourceReport: Codable, Sendable {
     public var refusedConnections = 0
     /// Times the destination resumed the session after its connections dropped.
     public var resumes = 0
+    /// The warm-up's access tracking (`--track-seconds`), or nil.
+    public var workingSet: WorkingSetReport?
+    /// Pages the background stream (or the first pre-copy round) sent first, hottest
+    /// first or in trace order, and how many of them it sent itself (the rest went on demand).
+    public var streamHeadPages = 0
+    public var streamHeadPagesSent = 0
 
     public init(arenaBytes: Int, pageSize: Int) {
         self.arenaBytes = arenaBytes
@@ -179,4 +190,35 @@ public struct PrecopyRound: Codable, Sendable {
 func hex(_ value: UInt128) -> String {
     let s = String(value, radix: 16)
     return String(repeating: "0", count: max(0, 32 - s.count)) + s
+}
+
+/// The source's warm-up with access tracking: what the guest's working set
+/// looked like, what tracking cost it, and how good the estimate was.
+public struct WorkingSetReport: Codable, Sendable {
+    /// `rwp-async`, `minor-sampling`, or `off` (a warm-up without tracking: the baseline).
+    public var method: String
+    public var intervalMillis: Int
+    /// Share of the arena watched per interval (the emulation samples; RWP watches all).
+    public var samplePercent: Int
+    public var seconds = 0.0
+    /// Pages accessed per interval, oldest first.
+    public var pagesAccessedPerInterval: [Int] = []
+    /// Pages accessed in the last four intervals at the end.
+    public var estimatedWorkingSetPages = 0
+    /// Pages hot enough to go first and be announced to the destination.
+    public var hotSetPages = 0
+    /// The guest's accesses per second during the warm-up, when it counts them:
+    /// set against a warm-up with tracking `off`, the tracker's cost.
+    public var guestAccessesPerSecond: Double?
+    /// Against the pages the guest says it touched (the synthetic guest): the share of
+    /// them the tracker saw (recall) and the share of what it saw that they were (precision).
+    public var recall: Double?
+    public var precision: Double?
+    public var costs: AccessTrackingCosts?
+
+    public init(method: String, intervalMillis: Int, samplePercent: Int) {
+        self.method = method
+        self.intervalMillis = intervalMillis
+        self.samplePercent = samplePercent
+    }
 }

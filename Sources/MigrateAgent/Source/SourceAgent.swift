@@ -67,6 +67,10 @@ public final class SourceAgent: @unchecked Sendable {
     /// Resumed bulk connections whose `have` frames have not all arrived.
     private var resumingBulk: TCPConnection?
     private var startNanos: UInt64 = 0
+    /// Pages the background stream sends first (the warm-up's hot-first order), and the
+    /// hot set announced to the destination.
+    private var streamHead: [Int] = []
+    private var hotSet: [Int] = []
     private var failure: String?
     private var setupError: AgentError?
 
@@ -105,6 +109,13 @@ public final class SourceAgent: @unchecked Sendable {
             configuration.progress("source: filling \(ByteSize(bytes: arena.size)) of guest memory (\(arena.pageCount) pages)")
         }
         guest.populate()
+        let warmingUp = configuration.trackSeconds > 0
+        if warmingUp {
+            // The guest runs from now on; pre-copy's dirty tracking is armed after the
+            // warm-up (the two cannot share the guest view), before the first round reads a page.
+            guest.resume()
+            try warmUp()
+        }
         if configuration.precopyRounds > 0 {
             let probe: KernelProbe
             do { probe = try KernelProbe.run() } catch { throw .kernel(error) }
@@ -117,7 +128,7 @@ public final class SourceAgent: @unchecked Sendable {
             report.dirtyTracking = method.rawValue
             configuration.progress("source: pre-copy dirty tracking: \(method == .pagemapScan ? "userfaultfd WP_ASYNC + PAGEMAP_SCAN" : "synchronous userfaultfd write-protect faults (the kernel lacks WP_ASYNC or PAGEMAP_SCAN, or it was asked for)")")
         }
-        guest.resume()
+        if !warmingUp { guest.resume() }
         loop.execute { [self] in
             do throws(AgentError) {
                 try tracker?.attach(to: loop)
@@ -146,6 +157,33 @@ public final class SourceAgent: @unchecked Sendable {
         }
         report.succeeded = true
         return report
+    }
+
+    /// `--track-seconds`: learns the guest's working set before any destination can connect.
+    private func warmUp() throws(AgentError) {
+        guard arena.imagePath == nil else {
+            throw .invalidArgument("a memory file has no running guest whose accesses could be tracked; drop --track-seconds")
+        }
+        var method: AccessTrackingMethod?
+        if !configuration.trackingOff {
+            let probe: KernelProbe
+            do { probe = try KernelProbe.run() } catch { throw .kernel(error) }
+            method = try AccessTrackingMethod.select(requested: configuration.accessTracking, probe: probe)
+            if method == .minorSampling {
+                configuration.progress("source: the kernel has no userfaultfd RWP: tracking accesses by sampling "
+                    + "MINOR faults on \(configuration.trackSamplePercent)% of the pages per interval (each costs the guest a fault)")
+            }
+        }
+        let outcome = try WorkingSetWarmUp.run(
+            arena: arena, guest: guest,
+            settings: .init(seconds: configuration.trackSeconds, intervalMillis: configuration.trackIntervalMillis,
+                            method: method, samplePercent: configuration.trackSamplePercent),
+            progress: configuration.progress)
+        report.workingSet = outcome.report
+        // The hot set is announced either way, so the destination can say how the
+        // order did; only hot-first sends it first.
+        hotSet = outcome.hotSet
+        if configuration.hotFirst { streamHead = outcome.order }
     }
 
     // MARK: Handshake
@@ -323,7 +361,8 @@ public final class SourceAgent: @unchecked Sendable {
         }
         connection.onWritable = { [unowned self] in pump() }
         endSent = false
-        stream = PageStream(arena: arena, pages: nil, pagesPerFrame: pagesPerFrame, skip: sentSinceSwitchover)
+        stream = PageStream(arena: arena, pages: nil, head: precopy == nil ? streamHead : [], pagesPerFrame: pagesPerFrame,
+                            skip: sentSinceSwitchover)
         pump()
     }
 
@@ -363,6 +402,11 @@ public final class SourceAgent: @unchecked Sendable {
         for start in stride(from: 0, to: staleSet.count, by: Tuning.staleIndicesPerFrame) {
             bulk.send(.staleSet(staleSet[start..<min(start + Tuning.staleIndicesPerFrame, staleSet.count)].map { UInt64($0) }))
         }
+        // The hot pages the stream will bring, hottest first: the destination times their arrival.
+        let announced = precopy == nil ? hotSet : hotSet.filter { stale.contains($0) }
+        for start in stride(from: 0, to: announced.count, by: Tuning.staleIndicesPerFrame) {
+            bulk.send(.hotSet(announced[start..<min(start + Tuning.staleIndicesPerFrame, announced.count)].map { UInt64($0) }))
+        }
         bulk.send(.switchover(arg: 0, state: guest.switchoverState()))
         bulk.flush()
         report.staleAtSwitchover = staleSet.count
@@ -372,8 +416,8 @@ public final class SourceAgent: @unchecked Sendable {
         demand = DemandServer(loop: loop, arena: arena, sent: sentSinceSwitchover, stale: stale, busyPoll: busyPoll)
         // Stale pages first; without pre-copy every page is still absent there.
         let hadPrecopy = precopy != nil
-        stream = PageStream(arena: arena, pages: hadPrecopy ? staleSet : nil, flags: hadPrecopy ? [.refresh] : [],
-                            pagesPerFrame: pagesPerFrame, skip: sentSinceSwitchover)
+        stream = PageStream(arena: arena, pages: hadPrecopy ? staleSet : nil, head: hadPrecopy ? [] : streamHead,
+                            flags: hadPrecopy ? [.refresh] : [], pagesPerFrame: pagesPerFrame, skip: sentSinceSwitchover)
         DigestTask.start(arena: arena, loop: loop) { [self] value in
             digest = value
             report.digest = hex(value.value)
@@ -517,6 +561,8 @@ public final class SourceAgent: @unchecked Sendable {
         var report = self.report
         if let precopy { report.precopyRounds = precopy.rounds }
         report.refusedConnections = pending?.refused ?? 0
+        report.streamHeadPages = streamHead.count
+        if phase == .postcopy || phase == .finished { report.streamHeadPagesSent = stream?.headPagesSent ?? 0 }
         report.authentication = ConnectionAuth.describe(key: configuration.key, encrypt: configuration.encrypt)
 
         if let demand {

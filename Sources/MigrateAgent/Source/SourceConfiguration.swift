@@ -15,6 +15,20 @@ public struct SourceConfiguration: Sendable {
     /// After a demand request, the background stream continues right behind the
     /// requested page, where a guest reading forwards goes next (as QEMU does).
     public var followDemand = true
+    /// Before it listens, the source runs the guest this long with access
+    /// tracking; the pages it used most then go first (0: no warm-up).
+    public var trackSeconds = 0.0
+    /// How often the warm-up scans for accessed pages.
+    public var trackIntervalMillis = 100
+    /// How accesses are tracked (nil: the best the kernel offers).
+    public var accessTracking: AccessTrackingMethod?
+    /// Warm up without tracking: the guest's throughput then is the baseline of the tracker's cost.
+    public var trackingOff = false
+    /// Share of the arena the emulation (`minor-sampling`) watches per interval.
+    public var trackSamplePercent = 100
+    /// Send the pages the warm-up found hot first (off: address order, for comparison;
+    /// the hot set is announced to the destination either way).
+    public var hotFirst = true
     /// Pre-copy rounds while the guest runs here (0: pure post-copy).
     public var precopyRounds = 0
     /// Stop pre-copy early once a round dirtied at most this many pages (nil: 1/64 of the arena).

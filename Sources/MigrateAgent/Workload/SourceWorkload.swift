@@ -20,6 +20,17 @@ public protocol SourceWorkload: AnyObject {
     func switchoverState() -> [UInt8]
     /// Pages written since `resume`, for the report.
     var pagesWritten: Int { get }
+    /// Accesses made so far, when the workload counts them (the synthetic guest):
+    /// the access tracker's cost to it. nil: unknown (a real guest).
+    var accessCount: Int? { get }
+    /// The pages touched since the previous call, ascending, when the workload knows
+    /// (the synthetic guest): the truth a working-set estimate is checked against.
+    func takeTouchedPages() -> [Int]?
+}
+
+extension SourceWorkload {
+    public var accessCount: Int? { nil }
+    public func takeTouchedPages() -> [Int]? { nil }
 }
 
 /// A source with no running guest: the memory is already there and does not change.
