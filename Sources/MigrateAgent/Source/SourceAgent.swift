@@ -34,6 +34,8 @@ public final class SourceAgent: @unchecked Sendable {
     private let busyPoll: BusyPoll
     /// Pages sent since switch-over, on demand or in the background.
     private let sentSinceSwitchover: PageSet
+    /// An image's access traces: recorded, and prefetched (its order for the background stream); nil: none.
+    private let traces: SourceTraces?
     // Loop thread only, like everything below.
     private var report: SourceReport
     private var phase = Phase.awaitingDestination
@@ -95,6 +97,7 @@ public final class SourceAgent: @unchecked Sendable {
         busyPoll = BusyPoll(loop: loop, windowMicros: configuration.busyPollMicros)
         sentSinceSwitchover = PageSet(pageCount: arena.pageCount)
         report = SourceReport(arenaBytes: arena.size, pageSize: configuration.pageSize)
+        traces = try SourceTraces.make(configuration, arena: arena)  // before anything listens
     }
 
     /// Fills the guest, listens, and runs until the migration ends. Throws when it failed.
@@ -140,6 +143,8 @@ public final class SourceAgent: @unchecked Sendable {
         if let setupError { throw setupError }  // set on the loop, read after it ended
         report = reportWithCounts()
         report.guestPagesWritten = guest.pagesWritten
+        traces?.writeRecorded(switchedOver: demand != nil, failed: failure != nil, digest: digest, report: &report,
+                              progress: configuration.progress)
         if let failure {
             report.error = failure
             throw .migrationFailed(failure)
@@ -323,7 +328,7 @@ public final class SourceAgent: @unchecked Sendable {
         }
         connection.onWritable = { [unowned self] in pump() }
         endSent = false
-        stream = PageStream(arena: arena, pages: nil, pagesPerFrame: pagesPerFrame, skip: sentSinceSwitchover)
+        stream = PageStream(arena: arena, pages: traces?.backgroundOrder, pagesPerFrame: pagesPerFrame, skip: sentSinceSwitchover)
         pump()
     }
 
@@ -369,10 +374,11 @@ public final class SourceAgent: @unchecked Sendable {
         report.pauseToSwitchoverMillis = Double(EventLoop.nowNanos() - pauseStart) / 1e6
         configuration.progress("source: guest paused after writing \(guest.pagesWritten) pages; switched over with \(staleSet.count) stale pages")
         phase = .postcopy
-        demand = DemandServer(loop: loop, arena: arena, sent: sentSinceSwitchover, stale: stale, busyPoll: busyPoll)
-        // Stale pages first; without pre-copy every page is still absent there.
+        demand = DemandServer(loop: loop, arena: arena, sent: sentSinceSwitchover, stale: stale, busyPoll: busyPoll,
+                              trace: traces?.recorder)
+        // Stale pages first; without pre-copy every page is still absent there (a prefetch trace's pages first).
         let hadPrecopy = precopy != nil
-        stream = PageStream(arena: arena, pages: hadPrecopy ? staleSet : nil, flags: hadPrecopy ? [.refresh] : [],
+        stream = PageStream(arena: arena, pages: hadPrecopy ? staleSet : traces?.backgroundOrder, flags: hadPrecopy ? [.refresh] : [],
                             pagesPerFrame: pagesPerFrame, skip: sentSinceSwitchover)
         DigestTask.start(arena: arena, loop: loop) { [self] value in
             digest = value
@@ -523,6 +529,7 @@ public final class SourceAgent: @unchecked Sendable {
             report.demandPagesSent = demand.counts.pagesSent
             report.unchangedAnswers = demand.counts.unchangedAnswers
         }
+        traces?.fill(&report)
         return report
     }
 }
