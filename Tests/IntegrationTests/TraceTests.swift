@@ -248,6 +248,7 @@ struct TraceTests {
             (["--memory-file", setup.image, "--record-trace", "/nonexistent-dir/t.trace"],
              "cannot write the access trace to /nonexistent-dir/t.trace"),
             (["--memory-file", setup.image, "--prefetch-trace", trace, "--no-background"], "does nothing with --no-background"),
+            (["--memory-file", setup.image, "--record-trace", setup.image], "would replace the memory image it traces"),
         ]
         for (arguments, expected) in cases {
             let source = try AgentHarness.start(["source", "--listen", "127.0.0.1:0"] + arguments)

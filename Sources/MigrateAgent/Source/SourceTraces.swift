@@ -1,3 +1,4 @@
+import Glibc
 import Wire
 
 /// A source's access traces of its memory image: the trace loaded with
@@ -32,8 +33,19 @@ final class SourceTraces {
             throw .invalidArgument("access traces (--record-trace, --prefetch-trace) need a memory image (--memory-file): "
                 + "a trace belongs to one image")
         }
-        if let path = configuration.recordTrace { try ReportFormatting.checkWritable(path, what: "the access trace") }
+        if let path = configuration.recordTrace {
+            try ReportFormatting.checkWritable(path, what: "the access trace")
+            if let image = arena.imagePath, sameFile(path, image) {
+                throw .invalidArgument("the access trace \(path) would replace the memory image it traces")
+            }
+        }
         return try SourceTraces(configuration, arena: arena)
+    }
+
+    /// Whether two paths name one existing file (same device and inode).
+    private static func sameFile(_ a: String, _ b: String) -> Bool {
+        var x = stat(), y = stat()
+        return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino
     }
 
     private init(_ configuration: SourceConfiguration, arena: Arena) throws(AgentError) {
