@@ -13,6 +13,16 @@ struct SourceCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Serve this memory image instead of a synthetic guest (read-only, pure post-copy).",
                                valueName: "path"))
     var memoryFile: String?
+    @Option(help: ArgumentHelp("""
+        With --memory-file: when the migration ends, write the order in which pages were first requested \
+        on demand to this file (an access trace; also after a failure past switch-over, then partial).
+        """, valueName: "path"))
+    var recordTrace: String?
+    @Option(help: ArgumentHelp("""
+        With --memory-file: stream this access trace's pages first, in its order, then the rest. \
+        A trace of another image (size, page size or contents) is refused.
+        """, valueName: "path"))
+    var prefetchTrace: String?
     @Option(help: "Page size the memory moves in: 4KiB, or 2MiB for a VMM's hugetlbfs regions.") var pageSize = "4KiB"
     @Option(help: "Guest threads writing memory until switch-over.") var guestThreads = 2
     @Option(help: "Pages per second the guest writes until switch-over.") var dirtyRate = 20_000
@@ -55,6 +65,12 @@ struct SourceCommand: ParsableCommand {
         if memoryFile != nil, arena != nil {
             throw ValidationError("--memory-file and --arena exclude each other: the file's size is the arena's")
         }
+        for (option, value) in [("--record-trace", recordTrace), ("--prefetch-trace", prefetchTrace)] where value != nil && memoryFile == nil {
+            throw ValidationError("\(option) needs --memory-file: an access trace belongs to one memory image")
+        }
+        if prefetchTrace != nil, !background {
+            throw ValidationError("--prefetch-trace orders the background stream; it does nothing with --no-background")
+        }
         try checkRange(dirtyRate, "--dirty-rate", in: OptionBounds.dirtyRate)
         try checkRange(convergePages ?? 0, "--converge-pages", in: 0...Int.max)
         try checkRange(busyPoll, "--busy-poll", in: OptionBounds.busyPollMicros)
@@ -76,6 +92,8 @@ struct SourceCommand: ParsableCommand {
         guard [4096, 2 << 20].contains(configuration.pageSize) else { throw ValidationError("--page-size must be 4KiB or 2MiB") }
         if let memoryFile {
             configuration.memoryFile = memoryFile  // nothing runs in an image: the default workload
+            configuration.recordTrace = recordTrace
+            configuration.prefetchTrace = prefetchTrace
         } else {
             configuration.arenaSize = try parseSize(arena ?? "256MiB")
             configuration.workload = { [guestThreads, dirtyRate, guestPattern, guestAccessRate] arena in

@@ -34,9 +34,11 @@ final class FakePeer {
 
     private var decoder = StreamDecoder(limits: .handshake)
 
-    /// The next message from the peer, or nil when it closed, timed out or sent garbage.
-    func nextMessage() -> Message? {
-        var buffer = [UInt8](repeating: 0, count: 4096)
+    /// The next message from the peer, decoded with `limits` (a session's to read
+    /// pages), or nil when it closed, timed out or sent garbage.
+    func nextMessage(limits: FrameLimits = .handshake) -> Message? {
+        decoder.limits = limits
+        var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             do { if let message = try decoder.nextMessage() { return message } } catch { return nil }
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }

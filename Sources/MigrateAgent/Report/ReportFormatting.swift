@@ -139,6 +139,13 @@ public enum ReportFormatting {
         for round in r.precopyRounds {
             lines.append("  pre-copy round \(round.round)   \(round.pagesSent) pages sent, \(round.pagesDirtied) dirtied (\(r.dirtyTracking ?? "?"))")
         }
+        if let file = r.prefetchTraceFile {
+            lines.append("  prefetch trace     \(r.tracePagesPrefetched ?? 0) pages first from \(file); \(r.demandPagesPredicted ?? 0) of the "
+                + "\(r.distinctDemandPages ?? 0) pages requested on demand were in it")
+        }
+        if let file = r.traceFile {
+            lines.append("  trace recorded     \(r.tracePagesRecorded ?? 0) pages to \(file)\(r.tracePartial == true ? " (PARTIAL: the migration failed)" : "")")
+        }
         if let e = r.error { lines.append("  error              \(e)") }
         return lines.joined(separator: "\n")
     }

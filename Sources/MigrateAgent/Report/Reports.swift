@@ -170,6 +170,19 @@ public struct SourceReport: Codable, Sendable {
     /// first or in trace order, and how many of them it sent itself (the rest went on demand).
     public var streamHeadPages = 0
     public var streamHeadPagesSent = 0
+    /// With an access trace (recorded or prefetched): distinct pages requested on demand.
+    public var distinctDemandPages: Int?
+    /// `--record-trace`: the file written, the pages in it (in order of first
+    /// demand request), and whether the migration failed after switch-over (the
+    /// trace then holds the requests until the failure).
+    public var traceFile: String?
+    public var tracePagesRecorded: Int?
+    public var tracePartial: Bool?
+    /// `--prefetch-trace`: the trace, its pages put at the head of the background
+    /// stream, and the distinct pages requested on demand that it listed.
+    public var prefetchTraceFile: String?
+    public var tracePagesPrefetched: Int?
+    public var demandPagesPredicted: Int?
 
     public init(arenaBytes: Int, pageSize: Int) {
         self.arenaBytes = arenaBytes

@@ -34,6 +34,8 @@ public final class SourceAgent: @unchecked Sendable {
     private let busyPoll: BusyPoll
     /// Pages sent since switch-over, on demand or in the background.
     private let sentSinceSwitchover: PageSet
+    /// An image's access traces: recorded, and prefetched (its order for the background stream); nil: none.
+    private let traces: SourceTraces?
     // Loop thread only, like everything below.
     private var report: SourceReport
     private var phase = Phase.awaitingDestination
@@ -99,6 +101,8 @@ public final class SourceAgent: @unchecked Sendable {
         busyPoll = BusyPoll(loop: loop, windowMicros: configuration.busyPollMicros)
         sentSinceSwitchover = PageSet(pageCount: arena.pageCount)
         report = SourceReport(arenaBytes: arena.size, pageSize: configuration.pageSize)
+        traces = try SourceTraces.make(configuration, arena: arena)  // before anything listens
+        streamHead = traces?.prefetchHead ?? []
     }
 
     /// Fills the guest, listens, and runs until the migration ends. Throws when it failed.
@@ -151,6 +155,8 @@ public final class SourceAgent: @unchecked Sendable {
         if let setupError { throw setupError }  // set on the loop, read after it ended
         report = reportWithCounts()
         report.guestPagesWritten = guest.pagesWritten
+        traces?.writeRecorded(switchedOver: demand != nil, failed: failure != nil, digest: digest, report: &report,
+                              progress: configuration.progress)
         if let failure {
             report.error = failure
             throw .migrationFailed(failure)
@@ -281,7 +287,8 @@ public final class SourceAgent: @unchecked Sendable {
         connection.onWritable = { [unowned self] in pump() }
         pumpAgain = NextTurn(loop: loop) { [unowned self] in pump() }
         if let precopy, phase == .precopy {
-            stream = precopy.startRound(pages: nil)
+            // The first round copies every page: the hot ones first, if the warm-up found any.
+            stream = precopy.startRound(pages: streamHead.isEmpty ? nil : StreamOrder.headFirst(streamHead, pageCount: arena.pageCount))
             pump()
         } else {
             switchover(pending: [])
@@ -413,8 +420,9 @@ public final class SourceAgent: @unchecked Sendable {
         report.pauseToSwitchoverMillis = Double(EventLoop.nowNanos() - pauseStart) / 1e6
         configuration.progress("source: guest paused after writing \(guest.pagesWritten) pages; switched over with \(staleSet.count) stale pages")
         phase = .postcopy
-        demand = DemandServer(loop: loop, arena: arena, sent: sentSinceSwitchover, stale: stale, busyPoll: busyPoll)
-        // Stale pages first; without pre-copy every page is still absent there.
+        demand = DemandServer(loop: loop, arena: arena, sent: sentSinceSwitchover, stale: stale, busyPoll: busyPoll,
+                              trace: traces?.recorder)
+        // Stale pages first; without pre-copy every page is still absent there (the warm-up's hot pages or a prefetch trace's first).
         let hadPrecopy = precopy != nil
         stream = PageStream(arena: arena, pages: hadPrecopy ? staleSet : nil, head: hadPrecopy ? [] : streamHead,
                             flags: hadPrecopy ? [.refresh] : [], pagesPerFrame: pagesPerFrame, skip: sentSinceSwitchover)
@@ -570,6 +578,7 @@ public final class SourceAgent: @unchecked Sendable {
             report.demandPagesSent = demand.counts.pagesSent
             report.unchangedAnswers = demand.counts.unchangedAnswers
         }
+        traces?.fill(&report)
         return report
     }
 }

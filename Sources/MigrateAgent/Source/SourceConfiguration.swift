@@ -6,6 +6,12 @@ public struct SourceConfiguration: Sendable {
     /// fresh arena of `arenaSize`; the workload must not write it.
     public var memoryFile: String?
     public var pageSize = Arena.systemPageSize
+    /// With `memoryFile`: write the pages first requested on demand, in order,
+    /// to this file when the migration ends (an `AccessTrace`).
+    public var recordTrace: String?
+    /// With `memoryFile`: the background stream sends this trace's pages first,
+    /// in its order, then the rest in address order. A trace of another image is refused.
+    public var prefetchTrace: String?
     /// What runs in the arena until switch-over; the engine only pauses it and
     /// moves its state. Default: nothing runs, the memory stays as it is.
     public var workload: @Sendable (Arena) -> any SourceWorkload = { _ in FrozenSourceWorkload() }
