@@ -8,6 +8,8 @@ enum Tuning {
     static let backgroundSlice = 16
     /// Bytes the destination decodes from the bulk connection per loop turn.
     static let bulkReadBudget = 256 * 1024
+    /// Pre-copied pages mapped into the guest view per loop turn after switch-over (`HeldPageMapper`).
+    static let mapSlicePages = 512
     /// Bytes the destination decodes from the bulk connection per loop turn while
     /// demand requests are outstanding (`BackgroundFlow`).
     static let bulkReadBudgetDuringDemand = 16 * 1024

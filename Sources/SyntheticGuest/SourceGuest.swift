@@ -31,6 +31,9 @@ public final class SourceGuest: SourceWorkload, @unchecked Sendable {
     public let accessRate: Int
     public let hotSet: HotSet
     private let stop = Atomic<Bool>(false)
+    /// The threads' pacing sleeps wait on this, so that `pause` wakes them at once, as a VM
+    /// pause kicks its vCPUs, instead of after up to one 10 ms tick.
+    private let wakeUp = DispatchSemaphore(value: 0)
     private let writes = Atomic<Int>(0)
     private let touched: TouchedPages
     /// One counter per thread, a cache line apart, so counting costs no shared writes.
@@ -89,7 +92,7 @@ public final class SourceGuest: SourceWorkload, @unchecked Sendable {
                     PageContent.fill(arena.guestPage(page), index: page, version: versions[page], pageSize: arena.pageSize)
                 }
                 writes.add(perThreadPerTick, ordering: .relaxed)
-                usleep(10_000)  // a workload's pacing, not synchronisation
+                pace(nanoseconds: 10_000_000)
             }
         }
         running = threads
@@ -100,6 +103,7 @@ public final class SourceGuest: SourceWorkload, @unchecked Sendable {
     /// synchronous write-protect fault needs the caller to resolve it.
     public func pause(whileWaiting service: () -> Void = {}) {
         stop.store(true, ordering: .relaxed)
+        for _ in 0..<threadCount { wakeUp.signal() }
         while let running, !running.wait(seconds: 0.001) { service() }
         running = nil
     }
@@ -164,9 +168,14 @@ public final class SourceGuest: SourceWorkload, @unchecked Sendable {
             if accessRate > 0 {
                 tick += 10_000_000
                 let after = DispatchTime.now().uptimeNanoseconds
-                if tick > after { usleep(UInt32((tick - after) / 1000)) }  // a workload's pacing, not synchronisation
+                if tick > after { pace(nanoseconds: tick - after) }
             }
         }
         writes.add(written, ordering: .relaxed)
+    }
+
+    /// A workload's pacing (not synchronisation): sleeps, or returns early when paused.
+    private func pace(nanoseconds: UInt64) {
+        _ = wakeUp.wait(timeout: .now() + .nanoseconds(Int(nanoseconds)))
     }
 }

@@ -54,6 +54,8 @@ public final class DestinationAgent: @unchecked Sendable {
     private var urgentAuth: ConnectionAuth?
     private var bulkAuth: ConnectionAuth?
     private var poller: FdPoller?
+    /// Maps pre-copied pages into the guest view after switch-over, while the guest runs.
+    private var mapper: HeldPageMapper?
     /// Handler mode: watches the VMM's socket, whose end means the VMM is gone.
     private var vmmWatch: FdPoller?
     private var timer: LoopTimer?
@@ -255,7 +257,9 @@ public final class DestinationAgent: @unchecked Sendable {
     private func switchover(_ frame: ParsedFrame) throws(AgentError) {
         let applyStart = EventLoop.nowNanos()
         if let backend = memory.backend {
-            report.pagesProtectedAtSwitchover = try Switchover.apply(tracker: tracker, backend: backend)
+            let held = try Switchover.apply(tracker: tracker, backend: backend)
+            report.pagesProtectedAtSwitchover = tracker.staleCount
+            mapper = HeldPageMapper(loop: loop, backend: backend, runs: held) { [unowned self] in fail($0) }
         }
         poller = try FdPoller(loop: loop, fd: resolver.uffd.fd) { [unowned self] in
             handle { () throws(AgentError) in try faults.drain() }
@@ -273,6 +277,7 @@ public final class DestinationAgent: @unchecked Sendable {
             self.guest = guest
         }
         report.switchoverApplyMillis = Double(EventLoop.nowNanos() - applyStart) / 1e6
+        mapper?.start()  // after the guest started: mapping is no longer downtime
         configuration.progress("destination: switched over; \(guest.map { "running \($0)" } ?? "no guest runs here")")
     }
 
@@ -503,6 +508,7 @@ public final class DestinationAgent: @unchecked Sendable {
         }
         report.error = "\(reason); \(tracker.missingCount) of \(space.pageCount) pages still missing"
         report.pagesMissing = tracker.missingCount
+        report.pagesMappedAfterSwitchover = mapper?.pagesMapped ?? 0
         if keepStaleCopies() { return teardown(succeeded: false) }
         guest?.abort()
         if let vmm = memory.vmm, configuration.killVMMOnFailure, vmm.isAlive {
@@ -547,6 +553,7 @@ public final class DestinationAgent: @unchecked Sendable {
         // blocked guest thread retries and goes on (a VMM's regions are left as they are).
         if succeeded && tracker.isComplete { resolver.finish() } else { resolver.release() }
         vmmWatch?.close()
+        mapper?.close()
         poller?.close()
         resolver.uffd.close()  // after the poller stopped watching it: releases any fault the unregister missed
         timer?.close()

@@ -11,15 +11,17 @@ enum Switchover {
         }
     }
 
-    /// Maps every page pre-copy delivered and protects the stale ones. Returns the
-    /// number of pages protected.
-    static func apply(tracker: PageTracker, backend: any ProtectionBackend) throws(AgentError) -> Int {
-        try tracker.forEachRun(where: { $0 != .absent }) { (first, count) throws(AgentError) in
-            try backend.activate(first: first, count: count)
-        }
+    /// Protects the stale pages, and returns the runs of pre-copied pages still to be
+    /// mapped (`activate`), which `HeldPageMapper` maps while the guest runs. Stale pages
+    /// are never mapped here: they stay protected until refreshed.
+    static func apply(tracker: PageTracker, backend: any ProtectionBackend) throws(AgentError) -> [(first: Int, count: Int)] {
         try tracker.forEachRun(where: { $0 == .stale }) { (first, count) throws(AgentError) in
             try backend.protect(first: first, count: count)
         }
-        return tracker.staleCount
+        var held: [(first: Int, count: Int)] = []
+        if backend.mapsHeldPages {
+            try tracker.forEachRun(where: { $0 == .present }) { held.append(($0, $1)) }
+        }
+        return held
     }
 }

@@ -10,6 +10,7 @@ public final class MinorBackend: ProtectionBackend {
     public let uffd: Userfaultfd
     public let arena: Arena
     public let keepsStaleCopy = true
+    public let mapsHeldPages = true
 
     init(uffd: Userfaultfd, arena: Arena) {
         self.uffd = uffd

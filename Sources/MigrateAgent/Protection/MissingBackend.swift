@@ -16,6 +16,7 @@ public final class MissingBackend: ProtectionBackend {
 
     /// Pages written through the io view are in the page cache: the guest maps them without a fault.
     public func activate(first: Int, count: Int) throws(AgentError) {}
+    public var mapsHeldPages: Bool { false }
 
     public func protect(first: Int, count: Int) throws(AgentError) {
         try arena.punchHole(page: first, count: count)

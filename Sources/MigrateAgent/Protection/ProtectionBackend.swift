@@ -31,6 +31,8 @@ public protocol ProtectionBackend: PageResolver {
     func register() throws(AgentError)
     /// Makes pages that were written through the io view (pre-copy) accessible to the guest.
     func activate(first: Int, count: Int) throws(AgentError)
+    /// Whether `activate` does anything: pre-copied pages then trap until mapped.
+    var mapsHeldPages: Bool { get }
     /// Protects present, not yet protected pages so that the guest's next read or write traps.
     func protect(first: Int, count: Int) throws(AgentError)
 }

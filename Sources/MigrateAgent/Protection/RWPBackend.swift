@@ -54,6 +54,7 @@ public final class RWPBackend: ProtectionBackend {
 
     /// Io-view pages are in the page cache, so a guest access maps them without a trap.
     public func activate(first: Int, count: Int) throws(AgentError) {}
+    public var mapsHeldPages: Bool { false }
 
     /// Precondition: the pages are not protected yet. Populating maps them
     /// first, and populating a page that would fault (absent, or already

@@ -80,7 +80,7 @@ public enum ReportFormatting {
             "  faults             \(r.missingFaults) missing, \(r.staleFaults) stale; \(r.unchangedPages) stale pages unchanged, \(r.refreshedPages) refreshed",
             "  fault latency      \(r.guest == nil && r.faultLatencyMicros == nil ? "measured by the guest; none ran here (loop-side below)" : micros(r.faultLatencyMicros))",
             "  elapsed            \(String(format: "%.3f", r.elapsedSeconds)) s",
-            "  switch-over        \(r.precopyPages) pages pre-copied, \(r.pagesProtectedAtSwitchover) protected, applied in \(String(format: "%.2f", r.switchoverApplyMillis)) ms",
+            "  switch-over        \(r.precopyPages) pages pre-copied, \(r.pagesProtectedAtSwitchover) protected, applied in \(String(format: "%.2f", r.switchoverApplyMillis)) ms; \(r.pagesMappedAfterSwitchover) mapped while the guest ran",
             "  digest match       \(r.digestMatch ? "yes" : "no")",
         ]
         if r.hotSetPages > 0 {

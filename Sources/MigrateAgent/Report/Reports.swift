@@ -42,8 +42,10 @@ public struct DestinationReport: Codable, Sendable {
     public var precopyPages = 0
     /// Pages the stale set protected at switch-over.
     public var pagesProtectedAtSwitchover = 0
-    /// From the guest state's arrival until the guest ran: mapping and protecting.
+    /// From the guest state's arrival until the guest ran: protecting the stale pages.
     public var switchoverApplyMillis = 0.0
+    /// Pre-copied pages mapped into the guest view after the guest started (minor backend).
+    public var pagesMappedAfterSwitchover = 0
     /// The hot set the source announced (its guest's most used pages, streamed first),
     /// how many of them the guest here still faulted on, and how long after switch-over
     /// the last of them was resident (nil: no hot set, or not all arrived).

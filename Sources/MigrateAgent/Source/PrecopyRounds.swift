@@ -41,11 +41,11 @@ final class PrecopyRounds {
     }
 
     /// With the guest paused: the pages dirtied since they were last sent,
-    /// `pending` (the last round's) included. Tracking stops.
+    /// `pending` (the last round's) included. Tracking is stopped by the caller
+    /// (`TrackerRetirement`): after the switch-over, not during it.
     func finalStaleSet(pending: [Int]) throws(AgentError) -> PageSet {
         loop.assertOnLoop()
         let final = try tracker.collect()
-        tracker.stop()
         let stale = PageSet(pageCount: arena.pageCount)
         for page in pending { stale.insert(page) }
         for page in final { stale.insert(page) }

@@ -51,6 +51,8 @@ public final class SourceAgent: @unchecked Sendable {
     /// Continues the stream on the next turn when the socket took everything at once.
     private var pumpAgain: NextTurn?
     private var tracker: (any DirtyTracking)?
+    /// Pre-copy's dirty tracking being stopped after switch-over.
+    private var retiredTracker: TrackerRetirement?
     private var precopy: PrecopyRounds?
     private var watchdog: LoopTimer?
     /// Expires connections that are too slow to prove the key.
@@ -152,6 +154,9 @@ public final class SourceAgent: @unchecked Sendable {
             }
         }
         loop.run()
+        if let retiredTracker, !retiredTracker.wait(seconds: 30) {
+            configuration.progress("source: warning: stopping the dirty tracker took longer than 30 s")
+        }
         if let setupError { throw setupError }  // set on the loop, read after it ended
         report = reportWithCounts()
         report.guestPagesWritten = guest.pagesWritten
@@ -403,7 +408,6 @@ public final class SourceAgent: @unchecked Sendable {
         do { stale = try precopy?.finalStaleSet(pending: pending) ?? PageSet(pageCount: arena.pageCount) } catch {
             return abort(error.description)
         }
-        tracker = nil
         let staleSet = stale.sorted
         guard let bulk else { return }
         for start in stride(from: 0, to: staleSet.count, by: Tuning.staleIndicesPerFrame) {
@@ -418,13 +422,17 @@ public final class SourceAgent: @unchecked Sendable {
         bulk.flush()
         report.staleAtSwitchover = staleSet.count
         report.pauseToSwitchoverMillis = Double(EventLoop.nowNanos() - pauseStart) / 1e6
+        if let tracker { retiredTracker = TrackerRetirement(tracker) }  // after the guest's state went out
+        tracker = nil
         configuration.progress("source: guest paused after writing \(guest.pagesWritten) pages; switched over with \(staleSet.count) stale pages")
         phase = .postcopy
         demand = DemandServer(loop: loop, arena: arena, sent: sentSinceSwitchover, stale: stale, busyPoll: busyPoll,
                               trace: traces?.recorder)
         // Stale pages first; without pre-copy every page is still absent there (the warm-up's hot pages or a prefetch trace's first).
         let hadPrecopy = precopy != nil
-        stream = PageStream(arena: arena, pages: hadPrecopy ? staleSet : nil, head: hadPrecopy ? [] : streamHead,
+        // After pre-copy only the stale pages remain: the hot ones first, if the warm-up found any.
+        let staleOrder = streamHead.isEmpty ? staleSet : StreamOrder.headFirst(streamHead, pageCount: arena.pageCount).filter(stale.contains)
+        stream = PageStream(arena: arena, pages: hadPrecopy ? staleOrder : nil, head: hadPrecopy ? [] : streamHead,
                             flags: hadPrecopy ? [.refresh] : [], pagesPerFrame: pagesPerFrame, skip: sentSinceSwitchover)
         DigestTask.start(arena: arena, loop: loop) { [self] value in
             digest = value
