@@ -11,13 +11,13 @@ final class FaultPhaseClock {
     private let faultRead: UnsafeMutablePointer<UInt64>
     private let requestWritten: UnsafeMutablePointer<UInt64>
     private let resolvedAt: UnsafeMutablePointer<UInt64>
-    private var deliveredHistogram = LatencySummary.makeHistogram()
-    private var wokenHistogram = LatencySummary.makeHistogram()
+    private var deliveredHistogram = LatencySummary.makePhaseHistogram()
+    private var wokenHistogram = LatencySummary.makePhaseHistogram()
     private var batch: [Int] = []
-    private var writtenHistogram = LatencySummary.makeHistogram()
-    private var receivedHistogram = LatencySummary.makeHistogram()
-    private var resolvedHistogram = LatencySummary.makeHistogram()
-    private var totalHistogram = LatencySummary.makeHistogram()
+    private var writtenHistogram = LatencySummary.makePhaseHistogram()
+    private var receivedHistogram = LatencySummary.makePhaseHistogram()
+    private var resolvedHistogram = LatencySummary.makePhaseHistogram()
+    private var totalHistogram = LatencySummary.makePhaseHistogram()
     /// Demand faults by loop-side latency (fault read until resolved), in log2 buckets
     /// of microseconds as QEMU's `postcopy-latency-dist`: bucket i counts [2^i, 2^(i+1)) µs,
     /// bucket 0 also everything under 1 µs. Allocated once.
@@ -25,19 +25,17 @@ final class FaultPhaseClock {
 
     init(pageCount: Int) {
         touchLog = TouchLog(pageCount: pageCount)
-        resolvedAt = .allocate(capacity: pageCount)
-        resolvedAt.initialize(repeating: 0, count: pageCount)
-        faultRead = .allocate(capacity: pageCount)
-        faultRead.initialize(repeating: 0, count: pageCount)
-        requestWritten = .allocate(capacity: pageCount)
-        requestWritten.initialize(repeating: 0, count: pageCount)
+        // Written only for demand-fetched pages: untouched pages cost no memory.
+        resolvedAt = ZeroedArray.allocate(UInt64.self, count: pageCount)
+        faultRead = ZeroedArray.allocate(UInt64.self, count: pageCount)
+        requestWritten = ZeroedArray.allocate(UInt64.self, count: pageCount)
         batch.reserveCapacity(4096)
     }
 
     deinit {
-        resolvedAt.deallocate()
-        faultRead.deallocate()
-        requestWritten.deallocate()
+        ZeroedArray.free(resolvedAt)
+        ZeroedArray.free(faultRead)
+        ZeroedArray.free(requestWritten)
     }
 
     /// A fault on `page` was read and its request queued.

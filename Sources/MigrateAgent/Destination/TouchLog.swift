@@ -13,15 +13,14 @@ public final class TouchLog: @unchecked Sendable {
     private let ends: UnsafeMutablePointer<UInt64>
 
     public init(pageCount: Int) {
-        starts = .allocate(capacity: pageCount)
-        starts.initialize(repeating: 0, count: pageCount)
-        ends = .allocate(capacity: pageCount)
-        ends.initialize(repeating: 0, count: pageCount)
+        // Written only for pages a guest touches here: none without a guest.
+        starts = ZeroedArray.allocate(UInt64.self, count: pageCount)
+        ends = ZeroedArray.allocate(UInt64.self, count: pageCount)
     }
 
     deinit {
-        starts.deallocate()
-        ends.deallocate()
+        ZeroedArray.free(starts)
+        ZeroedArray.free(ends)
     }
 
     @inline(__always) public func started(_ page: Int, at nanos: UInt64) { atomic_store_u64(starts + page, nanos) }

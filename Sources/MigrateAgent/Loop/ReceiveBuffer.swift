@@ -43,7 +43,9 @@ struct ReceiveBuffer: ~Copyable {
 
     /// Where the next read should land.
     mutating func freeTail() -> UnsafeMutableRawBufferPointer {
-        if capacity - end < minimumTail { compact(into: base) }
+        // Back to the front whenever everything was consumed (free: nothing to move), so
+        // a connection of small frames keeps touching the same few pages of its buffer.
+        if start == end || capacity - end < minimumTail { compact(into: base) }
         return UnsafeMutableRawBufferPointer(start: base + end, count: capacity - end)
     }
 

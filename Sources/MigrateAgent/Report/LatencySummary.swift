@@ -25,6 +25,12 @@ public struct LatencySummary: Codable, Sendable, Equatable {
     public static func makeHistogram() -> Histogram<UInt64> {
         Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
     }
+
+    /// Two significant digits (1%): enough for the destination's phase breakdown, and
+    /// an eighth of the memory (each three-digit histogram to 60 s holds ~220 KB of counts).
+    static func makePhaseHistogram() -> Histogram<UInt64> {
+        Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .two)
+    }
 }
 
 extension Double {
