@@ -105,9 +105,9 @@ final class MinorFaultHandler: @unchecked Sendable {
             for i in 0..<n where cuffd_msg_event(messages + i) == CUFFD_EVENT_PAGEFAULT {
                 guard let page = arena.pageIndex(ofGuestAddress: cuffd_msg_fault_address(messages + i)) else { continue }
                 atomic_store_relaxed_u8(flags + page, 1)  // before the guest runs on: the controller may look any time
+                faults.add(1, ordering: .relaxed)  // likewise: counted before the guest it wakes can ask
                 guard resolve(page) else { return false }
             }
-            faults.add(n, ordering: .relaxed)
             handlerNanos.add(DispatchTime.now().uptimeNanoseconds - start, ordering: .relaxed)
             if n < Self.batch { return true }
         }
