@@ -124,11 +124,20 @@ public final class TCPConnection {
         return connection
     }
 
-    /// Latency first: no Nagle delay, keepalive to notice a vanished peer.
+    /// Latency first: no Nagle delay, keepalive to notice a vanished peer, and the
+    /// packets marked interactive (`SO_PRIORITY` 6, DSCP EF), so that a queue that
+    /// honours priority (a `prio` or QoS-aware qdisc, a network with DiffServ) sends
+    /// demand pages ahead of the bulk stream sharing the link.
     public func configureForDemand() {
         loop.assertOnLoop()
         uv_tcp_nodelay(handle, 1)
         uv_tcp_keepalive(handle, 1, 5)
+        var fd: uv_os_fd_t = -1
+        guard uv_fileno(UnsafeMutableRawPointer(handle).assumingMemoryBound(to: uv_handle_t.self), &fd) == 0 else { return }
+        var tos = Int32(0xB8)  // DSCP EF (46) << 2; Linux maps it to TC_PRIO_INTERACTIVE
+        _ = setsockopt(fd, Int32(IPPROTO_IP), IP_TOS, &tos, socklen_t(MemoryLayout<Int32>.size))
+        var priority = Int32(6)  // TC_PRIO_INTERACTIVE, also where the TOS mapping does not apply
+        _ = setsockopt(fd, SOL_SOCKET, SO_PRIORITY, &priority, socklen_t(MemoryLayout<Int32>.size))
     }
 
     /// Starts reading frames.
