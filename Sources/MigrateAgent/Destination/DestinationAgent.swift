@@ -147,10 +147,12 @@ public final class DestinationAgent: @unchecked Sendable {
 
     private func urgentFrame(_ frame: ParsedFrame) throws(AgentError) {
         switch (phase, frame.header.kind) {
-        case (.migrating, .pages):
+        // Demand answers may still be on their way when the background stream completed the
+        // arena (`confirming`): they arrive as duplicates.
+        case (.migrating, .pages), (.confirming, .pages):
             try installer.install(frame, demand: true, receivedAt: urgent!.lastReceiveNanos)
             pagesArrived()
-        case (.migrating, .unchanged):
+        case (.migrating, .unchanged), (.confirming, .unchanged):
             try installer.unchanged(first: Int(frame.header.arg), count: Int(frame.header.count),
                                     receivedAt: urgent!.lastReceiveNanos)
             pagesArrived()
