@@ -141,7 +141,11 @@ extension BenchRunner {
                 parts.append(String(format: "recall %.2f, precision %.2f", recall, precision))
             }
             if let c = ws.costs {
-                parts.append(String(format: "tracker %d faults, handler %.0f ms", c.faults, Double(c.handlerNanos) / 1e6))
+                parts.append((ws.method == AccessTrackingMethod.rwpAsync.rawValue ? ""
+                        : String(format: "tracker %d faults, handler %.0f ms, ", c.faults, Double(c.handlerNanos) / 1e6))
+                    + String(format: "%d scans %.0f ms; warm-up %.1f s", c.scans, Double(c.scanNanos) / 1e6, ws.seconds))
+            } else {
+                parts.append(String(format: "warm-up %.1f s", ws.seconds))
             }
         }
         if run.kind == .hotFirst || run.kind == .addressOrder {

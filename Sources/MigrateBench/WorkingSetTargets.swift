@@ -137,11 +137,17 @@ public enum WorkingSetTargets {
         func rates(_ v: [Double]) -> String { v.map { String(format: "%.0f", $0) }.joined(separator: ", ") }
         t.context = "\(String(format: "%.0f", ma)) accesses/s tracked (runs \(rates(a))) against \(String(format: "%.0f", mb)) "
             + "untracked (runs \(rates(b)))"
-        let costs = tracked.compactMap { run in run.workingSet.flatMap { ws in ws.costs.map { ($0, ws.seconds, ws.samplePercent) } } }
-        if let (c, seconds, sample) = costs.sorted(by: { $0.0.faults < $1.0.faults }).dropFirst(costs.count / 2).first, seconds > 0 {
-            t.context! += "; the tracker (median run, \(sample)% of the pages watched per interval): "
-                + "\(c.faults) faults in \(f(seconds)) s (\(String(format: "%.0f", Double(c.faults) / seconds))/s), "
-                + "handler \(f(Double(c.handlerNanos) / 1e6)) ms, scans \(c.scans) taking \(f(Double(c.scanNanos) / 1e6)) ms"
+        let warmUps = { (runs: [WorkingSetRun]) in runs.compactMap { $0.workingSet?.seconds }.map { f($0) }.joined(separator: ", ") }
+        t.context! += "; warm-ups of \(warmUps(tracked)) s tracked and \(warmUps(untracked)) s untracked"
+            + " (asked: \(f(r.workingSet?.warmUpSeconds ?? 0)) s; a scan longer than the interval stretches a tracked one)"
+        for run in tracked {
+            guard let ws = run.workingSet, let c = ws.costs, ws.seconds > 0 else { continue }
+            let faults = ws.method == AccessTrackingMethod.rwpAsync.rawValue
+                ? "faults not counted (the kernel resolves RWP async faults without a message)"
+                : "\(c.faults) faults (\(String(format: "%.0f", Double(c.faults) / ws.seconds))/s), handler "
+                    + "\(f(Double(c.handlerNanos) / 1e6)) ms"
+            t.context! += "; tracked run \(run.repetition) (\(ws.samplePercent)% of the pages watched per interval): \(faults), "
+                + "\(c.scans) scans taking \(f(Double(c.scanNanos) / 1e6)) ms in all"
                 + (c.guestBlockedNanos.map { ", guest blocked \(f(Double($0) / 1e6)) ms" } ?? "")
         }
         let ordered = (runs(r, .hotFirst) + runs(r, .addressOrder)).compactMap { $0.workingSet?.guestAccessesPerSecond }
