@@ -71,7 +71,8 @@ extension BenchRunner {
     static let workingSetAccessRate = 100_000
 
     /// The working-set set: per repetition, hot-first and address order (alternating which
-    /// goes first), then the unthrottled tracked and untracked warm-ups (alternating too).
+    /// goes first), then the unthrottled tracked and untracked warm-ups (alternating too; the
+    /// untracked one as long as the latest tracked one took).
     func measureWorkingSet(size: Int, probe: KernelProbe) throws(AgentError) -> WorkingSetResult {
         var result = WorkingSetResult(arenaBytes: size, warmUpSeconds: configuration.workingSetSeconds,
                                       intervalMillis: configuration.workingSetIntervalMillis,
@@ -91,13 +92,20 @@ extension BenchRunner {
         configuration.progress("bench: working set (issue 10): \(ByteSize(bytes: size)) hot-set guest, "
             + String(format: "%.1f s", configuration.workingSetSeconds) + " warm-up tracked with \(method.rawValue), "
             + "hot-first against address order, then the tracker's cost (unthrottled guest, tracked against untracked)")
+        // The untracked warm-up lasts as long as the last tracked one really did (a scan slower than the
+        // interval stretches it): the two throughputs then cover windows of the same length.
+        var matchedSeconds = configuration.workingSetSeconds
         for repetition in 1...max(1, configuration.repetitions) {
             let orders: [WorkingSetRun.Kind] = repetition % 2 == 1 ? [.hotFirst, .addressOrder] : [.addressOrder, .hotFirst]
             let costs: [WorkingSetRun.Kind] = repetition % 2 == 1
                 ? [.trackedUnthrottled, .untrackedUnthrottled] : [.untrackedUnthrottled, .trackedUnthrottled]
             for kind in orders + costs {
-                let run = try runWorkingSetPair(kind, repetition: repetition, size: size, method: method, backend: probe.backend)
+                let run = try runWorkingSetPair(kind, repetition: repetition, size: size, method: method, backend: probe.backend,
+                                                seconds: kind == .untrackedUnthrottled ? matchedSeconds : configuration.workingSetSeconds)
                 result.runs.append(run)
+                if kind == .trackedUnthrottled, let seconds = run.workingSet?.seconds {
+                    matchedSeconds = max(configuration.workingSetSeconds, (seconds * 10).rounded(.up) / 10)
+                }
                 configuration.progress("bench: working set \(kind.rawValue) run \(repetition)/\(configuration.repetitions): "
                     + Self.describe(run))
             }
@@ -106,14 +114,14 @@ extension BenchRunner {
     }
 
     private func runWorkingSetPair(_ kind: WorkingSetRun.Kind, repetition: Int, size: Int, method: AccessTrackingMethod,
-                                   backend: BackendKind) throws(AgentError) -> WorkingSetRun {
+                                   backend: BackendKind, seconds: Double) throws(AgentError) -> WorkingSetRun {
         let pair = AgentPair(executable: configuration.executable, directory: workDirectory,
                              label: "workingset-\(kind.rawValue).\(repetition)", arenaBytes: size,
                              timeoutSeconds: configuration.runTimeoutSeconds)
         let unthrottled = kind == .trackedUnthrottled || kind == .untrackedUnthrottled
         var source = ["--guest-threads", "\(Self.workingSetSourceThreads)", "--dirty-rate", "0", "--guest-pattern", "hotset",
                       "--guest-access-rate", unthrottled ? "0" : "\(Self.workingSetAccessRate)",
-                      "--track-seconds", "\(configuration.workingSetSeconds)",
+                      "--track-seconds", "\(seconds)",
                       "--track-interval", "\(configuration.workingSetIntervalMillis)",
                       "--access-tracking", kind.tracked ? method.rawValue : "off",
                       kind == .hotFirst ? "--hot-first" : "--no-hot-first", "--background"]

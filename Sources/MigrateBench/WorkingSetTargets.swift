@@ -123,7 +123,7 @@ public enum WorkingSetTargets {
         var t = TargetResult(id: "tracker-cost",
                              target: "the tracker's cost to the running guest on the source: its throughput tracked against untracked",
                              basis: "source guest's accesses per second during a warm-up tracked with \(method) / the same warm-up "
-                                 + "with --access-tracking off (same guest, unthrottled, same length), medians of "
+                                 + "with --access-tracking off (same guest, unthrottled, as long as the tracked one took), medians of "
                                  + "\(tracked.count) and \(untracked.count) runs",
                              value: nil, limit: 0, unit: "×")
         t.figure = true
@@ -139,7 +139,8 @@ public enum WorkingSetTargets {
             + "untracked (runs \(rates(b)))"
         let warmUps = { (runs: [WorkingSetRun]) in runs.compactMap { $0.workingSet?.seconds }.map { f($0) }.joined(separator: ", ") }
         t.context! += "; warm-ups of \(warmUps(tracked)) s tracked and \(warmUps(untracked)) s untracked"
-            + " (asked: \(f(r.workingSet?.warmUpSeconds ?? 0)) s; a scan longer than the interval stretches a tracked one)"
+            + " (asked: \(f(r.workingSet?.warmUpSeconds ?? 0)) s; a scan slower than the interval stretches a tracked one, "
+            + "and each untracked one lasts as long as the tracked one before it)"
         for run in tracked {
             guard let ws = run.workingSet, let c = ws.costs, ws.seconds > 0 else { continue }
             let faults = ws.method == AccessTrackingMethod.rwpAsync.rawValue
