@@ -104,7 +104,7 @@ extension BenchRunner {
                                                 seconds: kind == .untrackedUnthrottled ? matchedSeconds : configuration.workingSetSeconds)
                 result.runs.append(run)
                 if kind == .trackedUnthrottled, let seconds = run.workingSet?.seconds {
-                    matchedSeconds = max(configuration.workingSetSeconds, (seconds * 10).rounded(.up) / 10)
+                    matchedSeconds = max(configuration.workingSetSeconds, (seconds * 10).rounded() / 10)
                 }
                 configuration.progress("bench: working set \(kind.rawValue) run \(repetition)/\(configuration.repetitions): "
                     + Self.describe(run))
