@@ -27,6 +27,13 @@ public struct BenchConfiguration: Sendable {
     /// Real links (issue 9): the agents in network namespaces joined by a veth pair
     /// shaped to each rate in turn; empty for none.
     public var links: [LinkRate] = []
+    /// Issue 10's working-set figures: the hot-set guest's arena; nil for none.
+    public var workingSetBytes: Int? = 256 << 20
+    /// Their warm-up (`source --track-seconds`) and scan interval (`--track-interval`).
+    public var workingSetSeconds = 1.0
+    public var workingSetIntervalMillis = 100
+    /// The tracker to use; nil: the best the kernel offers.
+    public var workingSetTracking: AccessTrackingMethod?
     /// Both agents of every run encrypt their connections (`--encrypt`).
     public var encrypt = false
     /// Deadline of one agent run (source and destination), seconds.

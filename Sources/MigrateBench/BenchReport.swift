@@ -20,6 +20,8 @@ public struct BenchReport: Codable, Sendable {
     public var migrations: [MigrationResult] = []
     /// Issue 9's real links (network namespaces joined by a shaped veth pair), measured or skipped.
     public var links: [LinkResult] = []
+    /// Issue 10's working set: hot-first against address order, the tracker's cost, the estimate's quality.
+    public var workingSet: WorkingSetResult? = nil
     public var targets: [TargetResult] = []
     /// Other processes' CPU use over the whole run.
     public var load: OtherLoad?
@@ -161,7 +163,7 @@ public struct LinkResult: Codable, Sendable {
     public var migrationFractionOfLink: Double?
 }
 
-/// One target from issue 4 or issue 9, judged on this run's figures.
+/// One target from issue 4, 9 or 10 (or a figure shown among them), judged on this run's figures.
 public struct TargetResult: Codable, Sendable {
     public var id: String
     /// Which issue's targets it belongs to (`issue 4`, `issue 9: under load`); nil in older reports.
@@ -173,8 +175,10 @@ public struct TargetResult: Codable, Sendable {
     public var value: Double?
     public var limit: Double
     public var unit: String
-    /// nil: not measured in this run (a scenario it needs did not run).
+    /// nil: not measured in this run (a scenario it needs did not run), or a figure.
     public var met: Bool?
+    /// A figure shown beside the targets, with no limit to meet (`limit` is meaningless).
+    public var figure: Bool? = nil
     /// The same figure against the pinned floors (the two regimes of a fault on this machine).
     public var context: String?
     /// Where the time goes, from the phase breakdown, when the target is missed.

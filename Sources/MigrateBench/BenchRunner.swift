@@ -67,6 +67,15 @@ public final class BenchRunner {
             configuration.progress("bench: \(report.notes.last!)")
         }
         try makeWorkDirectory()
+        // The working-set figures compare runs of their own set with each other: alone, they need no baseline.
+        guard Self.needsBaselines(scenarios: scenarios, configuration: configuration) else {
+            report.notes.append("baselines not measured: only the working-set figures were asked for, and they compare "
+                + "runs of their own set with each other")
+            configuration.progress("bench: \(report.notes.last!)")
+            report.settings.migrationSizes = []
+            report.workingSet = try measureWorkingSet(size: configuration.workingSetBytes!, probe: probe)
+            return
+        }
         let cores = report.machine.cores
         let loopback = try LoopbackBaselines(executable: configuration.executable, logDirectory: workDirectory, cores: cores)
         defer { loopback.close() }
@@ -110,9 +119,20 @@ public final class BenchRunner {
                                                       bandwidth: report.baselines!.bandwidth.best, install: install))
         }
 
+        if let size = configuration.workingSetBytes {
+            report.workingSet = try measureWorkingSet(size: size, probe: probe)
+        }
+
         if !configuration.links.isEmpty {
             report.links = try measureLinks(backend: probe.backend, baselines: report.baselines!)
         }
+    }
+
+    /// Whether anything asked for needs the baselines: every figure but the working set's does,
+    /// and a run that asks for nothing at all measures them alone.
+    static func needsBaselines(scenarios: [BenchScenario], configuration: BenchConfiguration) -> Bool {
+        !scenarios.isEmpty || !configuration.migrationSizes.isEmpty || !configuration.links.isEmpty
+            || configuration.workingSetBytes == nil
     }
 
     // MARK: Scenarios
@@ -195,7 +215,7 @@ public final class BenchRunner {
     }
 
     /// Options given to both agents of every run.
-    private var agentOptions: [String] {
+    var agentOptions: [String] {
         (configuration.busyPollMicros.map { ["--busy-poll", "\($0)"] } ?? []) + (configuration.encrypt ? ["--encrypt"] : [])
     }
 

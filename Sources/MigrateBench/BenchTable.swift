@@ -78,6 +78,7 @@ public enum BenchTable {
             }
         }
         out += underLoad(r)
+        out += workingSetLines(r)
         out += linkLines(r)
         if !r.targets.isEmpty {
             for (group, targets) in groupedTargets(r.targets) {
@@ -85,7 +86,7 @@ public enum BenchTable {
                 out.append("Targets (\(group))")
                 for t in targets {
                     let value = t.value.map { String(format: "%.2f ", $0) + t.unit } ?? "not measured"
-                    let verdict = t.met.map { $0 ? "met" : "MISSED" } ?? "—"
+                    let verdict = t.figure == true ? "figure" : t.met.map { $0 ? "met" : "MISSED" } ?? "—"
                     out.append("  " + pad(verdict, 7) + pad(t.target, 84) + "\(value), limit \(limit(t)) (\(t.basis))")
                     if let context = t.context { out.append("         \(context)") }
                     if let why = t.whereTheTimeGoes { out.append("         where the time goes: \(why)") }
@@ -136,7 +137,7 @@ public enum BenchTable {
     }
 
     /// A target's limit with its unit: `1.3 ×`, `30 ms`, `85 %`.
-    static func limit(_ t: TargetResult) -> String { String(format: "%g ", t.limit) + t.unit }
+    static func limit(_ t: TargetResult) -> String { t.figure == true ? "—" : String(format: "%g ", t.limit) + t.unit }
 
     /// Issue 9's sized and hybrid scenarios as whole migrations: time, against the idle guest of the same size.
     static func underLoad(_ r: BenchReport) -> [String] {
@@ -168,6 +169,21 @@ public enum BenchTable {
         guard let worst = memory.max(by: { $0.pssBytes < $1.pssBytes }), arena > 0 else { return nil }
         let own = worst.pssBytes - arena
         return String(format: "PSS +%.1f MiB (%.1f%%)", Double(own) / 1_048_576, Double(own) / Double(arena) * 100)
+    }
+
+    /// Issue 10's working set: one line per run.
+    static func workingSetLines(_ r: BenchReport) -> [String] {
+        guard let ws = r.workingSet else { return [] }
+        var out = ["", "Working set (issue 10): \(ByteSize(bytes: ws.arenaBytes)) hot-set guest, \(ws.sourceGuestThreads) source "
+            + "threads at \(ws.guestAccessRate) accesses/s (unthrottled in the cost runs), "
+            + String(format: "%.1f s", ws.warmUpSeconds) + " warm-up scanned every \(ws.intervalMillis) ms with "
+            + "\(ws.method ?? "no tracker") (asked: \(ws.requestedTracking)); destination \(ws.backend.rawValue), "
+            + "\(ws.destinationGuestThreads) hot-set threads (none in the cost runs)"]
+        if let skipped = ws.skipped { out.append("  skipped: \(skipped)") }
+        for run in ws.runs {
+            out.append("  " + pad("\(run.kind.rawValue) \(run.repetition)", 26) + BenchRunner.describe(run))
+        }
+        return out
     }
 
     /// Issue 9's real links: what was made, the floor on it, and what ran across it.

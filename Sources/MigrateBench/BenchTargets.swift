@@ -1,7 +1,7 @@
 import Foundation
 import MigrateAgent
 
-/// The targets of issue 4 and of issue 9 (under load), judged on one run's
+/// The targets of issue 4, of issue 9 (under load) and of issue 10 (working set), judged on one run's
 /// figures, and — where one of issue 4's is missed — where the time goes, from
 /// the destination's phase breakdown set against the same run's baselines.
 /// Stateless; pure functions of a report.
@@ -12,8 +12,15 @@ public enum BenchTargets {
     public static let idleMigrationGBps = 1.5
 
     public static func judge(_ report: BenchReport) -> [TargetResult] {
-        issue4(report).map { var t = $0; t.group = "issue 4"; return t }
+        let workingSet = WorkingSetTargets.judge(report).map { var t = $0; t.group = WorkingSetTargets.group; return t }
+        // A run of the working set alone (no baselines) has nothing for issues 4 and 9 to judge.
+        if report.workingSet != nil, report.baselines == nil, report.scenarios.isEmpty, report.migrations.isEmpty,
+           report.links.isEmpty {
+            return workingSet
+        }
+        return issue4(report).map { var t = $0; t.group = "issue 4"; return t }
             + UnderLoadTargets.judge(report).map { var t = $0; t.group = UnderLoadTargets.group; return t }
+            + workingSet
     }
 
     static func issue4(_ report: BenchReport) -> [TargetResult] {

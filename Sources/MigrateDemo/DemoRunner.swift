@@ -13,6 +13,11 @@ public struct DemoRunner {
         public var dirtyRate = 20_000
         public var protection: BackendKind?
         public var precopyRounds = 0
+        /// The source's warm-up with access tracking (`source --track-seconds`; 0: none), whether the
+        /// pages it found hot go first, and the source guest's read pattern meanwhile (nil: it only writes).
+        public var trackSeconds = 0.0
+        public var hotFirst = true
+        public var sourcePattern: AccessPattern?
         /// Both agents seal their connections (`--encrypt`).
         public var encrypt = false
         public var timeoutSeconds = 300.0
@@ -84,7 +89,7 @@ public struct DemoRunner {
             "source", "--listen", "127.0.0.1:0", "--arena", arena, "--guest-threads", "2",
             "--dirty-rate", "\(configuration.dirtyRate)", "--report-json", sourceReport,
             "--precopy-rounds", "\(configuration.precopyRounds)", "--psk-file", key,
-        ] + (configuration.encrypt ? ["--encrypt"] : []), name: "source")
+        ] + (configuration.encrypt ? ["--encrypt"] : []) + workingSetOptions, name: "source")
         configuration.progress("demo: source is process \(source.pid), files in \(directory.path)")
         var destination: AgentProcess?
         func finish(_ error: String?) -> Report {
@@ -158,6 +163,13 @@ public struct DemoRunner {
         return "the \(name) \(ending.map(\.description) ?? "did not exit")"
     }
 
+    /// The source's options for `trackSeconds`, `hotFirst` and `sourcePattern`.
+    var workingSetOptions: [String] {
+        (configuration.sourcePattern.map { ["--guest-pattern", $0.rawValue] } ?? [])
+            + (configuration.trackSeconds > 0 ? ["--track-seconds", "\(configuration.trackSeconds)"] : [])
+            + (configuration.hotFirst ? [] : ["--no-hot-first"])
+    }
+
     private func report(error: String?, interruptedBy: Int32?, source: AgentProcess, destination: AgentProcess?,
                         sourceReport: String, destinationReport: String) -> Report {
         let s = ReportFormatting.read(SourceReport.self, fromFile: sourceReport)
@@ -196,6 +208,15 @@ public struct DemoRunner {
             lines.append("  pre-copy round \(round.round)    \(round.pagesSent) pages sent, \(round.pagesDirtied) dirtied (\(String(format: "%.3f", round.seconds)) s)")
         }
         if !r.precopyRounds.isEmpty { lines.append("  protected at switch-over \(r.pagesProtectedAtSwitchover) pages") }
+        if let ws = r.source?.workingSet {
+            lines.append("  working set         \(ws.method), \(ws.estimatedWorkingSetPages) pages, hot set \(ws.hotSetPages) pages"
+                + (ws.recall.map { String(format: "; recall %.2f, precision %.2f", $0, ws.precision ?? 0) } ?? ""))
+        }
+        if let d = r.destination, d.hotSetPages > 0 {
+            lines.append("  hot set             \(d.hotSetDemandFaults) of \(d.hotSetPages) pages on demand"
+                + (r.source.map { $0.streamHeadPages > 0 ? ", streamed first" : ", address order" } ?? "")
+                + (d.hotSetResidentMillis.map { String(format: ", resident %.0f ms after switch-over", $0) } ?? ""))
+        }
         if let g = r.destination?.guest {
             lines.append("  guest               \(g.threads) threads, \(g.pattern), \(g.pagesTouched) pages touched, \(g.writes) writes, \(g.mismatches) wrong pages")
         }

@@ -12,7 +12,7 @@ struct BenchCommand: ParsableCommand {
             MINOR + UFFDIO_CONTINUE), a loopback TCP round trip and bulk bandwidth between two processes; then agent \
             scenarios (a real source and destination process each) and idle-guest whole migrations; then, with --links, the \
             same across a real link: the agents in two network namespaces joined by a veth pair shaped with tc tbf (the \
-            benchmark creates and removes them). Scenarios are named PATTERN-THREADSt-bg|nobg[-BACKEND][-stale|-hybrid][@SIZE], \
+            benchmark creates and removes them); then issue 10's working-set figures (--working-set). Scenarios are named PATTERN-THREADSt-bg|nobg[-BACKEND][-stale|-hybrid][@SIZE], \
             e.g. random-1t-nobg-minor or random-4t-bg@512MiB; see --list-scenarios. \
             Any wrong page, digest mismatch or failed agent fails the run (exit status 1).
             """)
@@ -33,6 +33,16 @@ struct BenchCommand: ParsableCommand {
         "Real links to measure, comma-separated (e.g. 1gbit,10gbit), none, or auto: 1gbit,10gbit when root with ip and tc, none otherwise.",
         valueName: "rates"))
     var links = "auto"
+    @Option(help: ArgumentHelp(
+        "Issue 10's working-set figures on a hot-set guest of this size (hot-first against address order, the tracker's "
+            + "cost, recall and precision), or none. Asked for alone (--scenarios none --migration-sizes none --links none), "
+            + "it runs without the baselines. Default: the --arena size.", valueName: "size"))
+    var workingSet = "arena"
+    @Option(help: "Seconds of each working-set run's warm-up (source --track-seconds).") var workingSetSeconds = 1.0
+    @Option(help: "Milliseconds between two scans in the working-set warm-ups (source --track-interval).")
+    var workingSetInterval = 100
+    @Option(help: "The working-set runs' tracker: auto (the best the kernel has), rwp-async or minor-sampling.")
+    var workingSetTracking = "auto"
     @Flag(help: "Both agents of every run encrypt their connections (--encrypt): measures the cost of encryption.")
     var encrypt = false
     @Option(help: "Seconds one agent run may take before it is killed and the benchmark fails.") var runTimeout = 180.0
@@ -56,6 +66,11 @@ struct BenchCommand: ParsableCommand {
         try checkRange(baselineSamples, "--baseline-samples", in: OptionBounds.baselineSamples)
         try checkSeconds(runTimeout, "--run-timeout", in: OptionBounds.runTimeoutSeconds)
         if let busyPoll { try checkRange(busyPoll, "--busy-poll", in: OptionBounds.busyPollMicros) }
+        try checkSeconds(workingSetSeconds, "--working-set-seconds", in: 0.05...OptionBounds.trackSeconds.upperBound)
+        try checkRange(workingSetInterval, "--working-set-interval", in: OptionBounds.trackIntervalMillis)
+        if workingSetTracking != "auto", AccessTrackingMethod(rawValue: workingSetTracking) == nil {
+            throw ValidationError("--working-set-tracking must be auto, rwp-async or minor-sampling")
+        }
     }
 
     func run() throws {
@@ -75,6 +90,14 @@ struct BenchCommand: ParsableCommand {
         configuration.runTimeoutSeconds = runTimeout
         configuration.busyPollMicros = busyPoll
         configuration.encrypt = encrypt
+        switch workingSet {
+        case "none": configuration.workingSetBytes = nil
+        case "arena": configuration.workingSetBytes = configuration.arenaSize
+        default: configuration.workingSetBytes = try parseSize(workingSet)
+        }
+        configuration.workingSetSeconds = workingSetSeconds
+        configuration.workingSetIntervalMillis = workingSetInterval
+        configuration.workingSetTracking = AccessTrackingMethod(rawValue: workingSetTracking)
         configuration.links = try linkRates()
         configuration.workDirectory = workDir
         configuration.commandLine = CommandLine.arguments

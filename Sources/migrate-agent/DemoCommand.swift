@@ -16,6 +16,12 @@ struct DemoCommand: ParsableCommand {
     @Option(help: "Pages per second the source's guest writes until switch-over.") var dirtyRate = 20_000
     @Option(help: "Fraction of destination guest accesses that also write.") var writeRatio = 0.2
     @Option(help: "Seconds before the demo gives up.") var timeout = 300.0
+    @Option(help: "Before switch-over, the source tracks its guest's accesses this many seconds (source --track-seconds; 0: off).")
+    var trackSeconds = 0.0
+    @Option(help: "The source guest's read pattern meanwhile (source --guest-pattern): sequential, random or hotset. Default: it only writes.")
+    var sourcePattern: AccessPattern?
+    @Flag(inversion: .prefixedNo, help: "With --track-seconds: the pages found hot go first (off: address order).")
+    var hotFirst = true
     @Flag(help: "Both agents encrypt their connections (--encrypt).") var encrypt = false
     @Flag(help: "Print the report as JSON.") var json = false
 
@@ -25,6 +31,7 @@ struct DemoCommand: ParsableCommand {
         try checkRange(dirtyRate, "--dirty-rate", in: OptionBounds.dirtyRate)
         try checkFraction(writeRatio, "--write-ratio")
         try checkSeconds(timeout, "--timeout", in: OptionBounds.runTimeoutSeconds)
+        try checkSeconds(trackSeconds, "--track-seconds", in: OptionBounds.trackSeconds)
     }
 
     func run() throws {
@@ -38,6 +45,9 @@ struct DemoCommand: ParsableCommand {
         configuration.dirtyRate = dirtyRate
         configuration.writeRatio = writeRatio
         configuration.encrypt = encrypt
+        configuration.trackSeconds = trackSeconds
+        configuration.sourcePattern = sourcePattern
+        configuration.hotFirst = hotFirst
         configuration.progress = { Console.err($0) }
         try runReportingErrors {
             let report = try DemoRunner(configuration: configuration).run()

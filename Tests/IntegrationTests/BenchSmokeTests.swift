@@ -27,7 +27,7 @@ struct BenchSmokeTests {
         let run = try Self.runBench(in: directory, arguments: [
             "bench", "--arena", "\(Self.arenaBytes)", "--scenarios", Self.scenarioNames.joined(separator: ","),
             "--repetitions", "1", "--migration-sizes", "8MiB", "--baseline-samples", "300", "--bandwidth", "8MiB",
-            "--no-pinned-baselines", "--run-timeout", "30", "--links", "none", "--json", json, "--csv", csv,
+            "--no-pinned-baselines", "--run-timeout", "30", "--links", "none", "--working-set", "none", "--json", json, "--csv", csv,
         ])
         guard let status = run.status else {
             Issue.record("migrate-agent bench did not finish within \(Self.deadlineSeconds) s (killed); stderr:\n\(run.stderr)")
@@ -49,6 +49,9 @@ struct BenchSmokeTests {
             "busy-sequential-migration", "idle-vs-local-install-8MiB", "hybrid-downtime", "hybrid-stale-vs-absent",
             "link-1gbit-p50-vs-floor", "link-10gbit-p50-vs-floor", "destination-pss",
         ])
+        let workingSet = report.targets.filter { $0.group == WorkingSetTargets.group }
+        #expect(workingSet.count == 6 && workingSet.allSatisfy { $0.value == nil && $0.basis.contains("--working-set none") })
+        #expect(report.workingSet == nil)
         // Judged from this run's figures: the busy guest against the idle one of its size, the idle one against
         // the local install, and the destination's memory.
         for id in ["busy-random-migration", "idle-vs-local-install-8MiB", "destination-pss"] {
@@ -56,6 +59,47 @@ struct BenchSmokeTests {
         }
         for name in report.scenarios.map(\.name) + ["Baselines", "Targets", "local install", "under load"] {
             #expect(run.stdout.contains(name), "the table on stdout lacks \(name)")
+        }
+    }
+
+    @Test("the working set alone: no baselines, every issue 10 figure present")
+    func workingSetAlone() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("migrate-agent-bench-ws-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let json = directory.appendingPathComponent("bench.json").path
+        let run = try Self.runBench(in: directory, arguments: [
+            "bench", "--scenarios", "none", "--migration-sizes", "none", "--links", "none", "--working-set", "8MiB",
+            "--working-set-seconds", "0.3", "--repetitions", "1", "--run-timeout", "30", "--json", json,
+        ])
+        try #require(run.status == 0, "migrate-agent bench exited with \(String(describing: run.status)); stderr:\n\(run.stderr)")
+        let report = try JSONDecoder().decode(BenchReport.self, from: try #require(FileManager.default.contents(atPath: json)))
+        #expect(report.succeeded && report.baselines == nil && report.scenarios.isEmpty && report.migrations.isEmpty)
+        let ws = try #require(report.workingSet, "no working set in the report")
+        #expect(ws.skipped == nil && ws.arenaBytes == 8 << 20 && ws.method != nil)
+        #expect(ws.runs.map(\.kind) == [.hotFirst, .addressOrder, .trackedUnthrottled, .untrackedUnthrottled])
+        for r in ws.runs {
+            #expect(r.integrity.digestMatch && r.integrity.arenaVerified && r.integrity.guestMismatches == 0, "\(r.kind): \(r.integrity)")
+            let w = try #require(r.workingSet, "\(r.kind): no warm-up report")
+            #expect(w.method == (r.kind.tracked ? ws.method : "off") && (w.guestAccessesPerSecond ?? 0) > 0, "\(r.kind): \(w)")
+            if r.kind.tracked {
+                #expect(w.recall.map { (0...1).contains($0) } == true && w.precision.map { (0...1).contains($0) } == true)
+                #expect(w.costs != nil && !w.pagesAccessedPerInterval.isEmpty)
+            }
+        }
+        // Both orders announce the hot set, so both count its demand faults; only hot-first streams it first.
+        for r in ws.runs where r.kind == .hotFirst || r.kind == .addressOrder {
+            #expect(r.hotSetPages > 0 && r.hotSetResidentMillis != nil, "\(r.kind): hot set \(r.hotSetPages)")
+        }
+        #expect(ws.runs(.hotFirst).allSatisfy { $0.streamHeadPages > 0 } && ws.runs(.addressOrder).allSatisfy { $0.streamHeadPages == 0 })
+        #expect(Set(report.targets.compactMap(\.group)) == [WorkingSetTargets.group], "groups: \(report.targets.compactMap(\.group))")
+        for id in ["hot-first-demand-faults", "hot-set-demand-faults", "hot-set-resident", "tracker-cost", "working-set-recall",
+                   "working-set-precision"] {
+            // A ratio needs a non-zero address-order count; its counts are there in any case.
+            #expect(report.targets.first { $0.id == id }?.context != nil, "\(id) not judged")
+        }
+        for text in ["Working set (issue 10)", "Targets (issue 10: working set)", "untracked-unthrottled 1", "baselines not measured"] {
+            #expect(run.stdout.contains(text), "the table on stdout lacks \(text)")
         }
     }
 
