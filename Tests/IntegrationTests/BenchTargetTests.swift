@@ -41,7 +41,13 @@ struct BenchTargetTests {
         #expect(try LinkRate(parsing: "1gbit").bitsPerSecond == 1e9)
         #expect(try LinkRate(parsing: "10GBIT").name == "10gbit")
         #expect(try LinkRate(parsing: "500mbit").bytesPerSecond == 62.5e6)
-        #expect(try LinkRate(parsing: "10gbit").tcArguments == ["root", "tbf", "rate", "10gbit", "burst", "1250000", "latency", "10ms"])
+        #expect(try LinkRate(parsing: "10gbit").tcArguments
+            == ["root", "handle", "1:", "tbf", "rate", "10gbit", "burst", "1250000", "latency", "10ms"])
+        // Expedited Forwarding (TOS 0xb8) first: the class the urgent connections' packets go to.
+        let queue = try LinkRate(parsing: "1gbit").queueCommands
+        #expect(queue.first == ["qdisc", "add", "dev", "DEV", "parent", "1:1", "handle", "10:", "htb", "default", "20"])
+        #expect(queue.contains { $0.contains("0xb8") && $0.last == "10:10" })
+        #expect(queue.contains { $0.contains("10:10") && $0.contains("prio") && $0.last == "0" })
         for bad in ["1gb", "fast", "0gbit", "-1gbit", "1kbit"] {
             #expect(throws: AgentError.self) { try LinkRate(parsing: bad) }
         }
