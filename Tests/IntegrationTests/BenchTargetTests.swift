@@ -129,6 +129,19 @@ struct BenchTargetTests {
         }
     }
 
+    @Test("a hybrid run that timed no fault is judged on the stale and absent scenarios without the stream")
+    func staleFallback() throws {
+        var report = try Self.report()
+        var hybrid = try Self.scenario("random-4t-bg-hybrid@512MiB", p50: 0, p99: 0, downtime: [2, 3])
+        hybrid.latency = Self.summary(0, 0, count: 0)
+        report.scenarios = [hybrid, try Self.scenario("random-4t-bg@512MiB", p50: 60, p99: 900),
+                            try Self.scenario("random-4t-nobg-stale", p50: 70, p99: 200),
+                            try Self.scenario("random-4t-nobg", p50: 50, p99: 150)]
+        let stale = try #require(UnderLoadTargets.judge(report).first { $0.id == "hybrid-stale-vs-absent" })
+        #expect(stale.value == 1.4 && stale.met == false)
+        #expect(stale.basis.contains("random-4t-nobg-minor-stale") && stale.basis.contains("timed no fault"), "\(stale.basis)")
+    }
+
     // MARK: Hand-made figures
 
     static func summary(_ p50: Double, _ p99: Double, count: UInt64 = 1000) -> LatencySummary {
