@@ -58,4 +58,25 @@ struct HotFirstTests {
         // The hot set (a shared 10% spread over the arena) ends near the arena's end.
         #expect(residentAt > d.pageCount / 2, "\(residentAt) of \(d.pageCount) pages present")
     }
+
+    @Test("a tracker the kernel lacks, or a warm-up of an image, is refused with one line before listening")
+    func refusals() throws {
+        let probe = try KernelProbe.run()
+        var cases: [([String], String)] = [
+            (["--memory-file", "/proc/self/exe", "--track-seconds", "1"], "--track-seconds needs a running guest"),
+            (["--arena", "8MiB", "--track-seconds", "0.5", "--access-tracking", "sideways"], "--access-tracking must be"),
+            (["--arena", "8MiB", "--track-seconds", "-1"], "--track-seconds"),
+        ]
+        if !AccessTrackingMethod.rwpAsync.isAvailable(on: probe) {
+            cases.append((["--arena", "8MiB", "--track-seconds", "0.5", "--access-tracking", "rwp-async"], "RWP_ASYNC"))
+        }
+        for (arguments, message) in cases {
+            let source = try AgentHarness.start(["source", "--listen", "127.0.0.1:0"] + arguments)
+            defer { source.terminate() }
+            let exit = source.wait(seconds: 30)
+            #expect(exit != nil && exit != 0, "\(arguments): \(source.capturedOutput)")
+            #expect(source.capturedOutput.contains(message), "\(arguments): \(source.capturedOutput)")
+            #expect(!source.capturedOutput.contains("listening on"), "\(arguments) listened: \(source.capturedOutput)")
+        }
+    }
 }

@@ -120,7 +120,10 @@ public final class SourceAgent: @unchecked Sendable {
             // The guest runs from now on; pre-copy's dirty tracking is armed after the
             // warm-up (the two cannot share the guest view), before the first round reads a page.
             guest.resume()
-            try warmUp()
+            do { try warmUp() } catch {
+                guest.pause {}  // nothing will migrate: the guest's threads stop with the agent
+                throw error
+            }
         }
         if configuration.precopyRounds > 0 {
             let probe: KernelProbe
