@@ -413,14 +413,9 @@ public final class SourceAgent: @unchecked Sendable {
         }
         let staleSet = stale.sorted
         guard let bulk else { return }
-        for start in stride(from: 0, to: staleSet.count, by: Tuning.staleIndicesPerFrame) {
-            bulk.send(.staleSet(staleSet[start..<min(start + Tuning.staleIndicesPerFrame, staleSet.count)].map { UInt64($0) }))
-        }
+        sendIndices(staleSet, on: bulk, as: Message.staleSet)
         // The hot pages the stream will bring, hottest first: the destination times their arrival.
-        let announced = precopy == nil ? hotSet : hotSet.filter { stale.contains($0) }
-        for start in stride(from: 0, to: announced.count, by: Tuning.staleIndicesPerFrame) {
-            bulk.send(.hotSet(announced[start..<min(start + Tuning.staleIndicesPerFrame, announced.count)].map { UInt64($0) }))
-        }
+        sendIndices(precopy == nil ? hotSet : hotSet.filter { stale.contains($0) }, on: bulk, as: Message.hotSet)
         bulk.send(.switchover(arg: 0, state: guest.switchoverState()))
         bulk.flush()
         report.staleAtSwitchover = staleSet.count
@@ -443,6 +438,13 @@ public final class SourceAgent: @unchecked Sendable {
             pump()
         }
         pump()
+    }
+
+    /// Page indices in frames of at most `Tuning.staleIndicesPerFrame` (`staleSet`, `hotSet`).
+    private func sendIndices(_ pages: [Int], on connection: TCPConnection, as message: ([UInt64]) -> Message) {
+        for start in stride(from: 0, to: pages.count, by: Tuning.staleIndicesPerFrame) {
+            connection.send(message(pages[start..<min(start + Tuning.staleIndicesPerFrame, pages.count)].map { UInt64($0) }))
+        }
     }
 
     // MARK: Serving
