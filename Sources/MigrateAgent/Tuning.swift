@@ -31,6 +31,6 @@ enum Tuning {
     /// Working-set score a page needs to be in the announced hot set: accessed in
     /// each of the last two tracking intervals (`WorkingSetScores`).
     static let hotScoreThreshold: UInt8 = 0xC0
-    /// Page indices per `staleSet` frame (8 bytes each).
-    static let staleIndicesPerFrame = 64 * 1024 / 8
+    /// Page indices per `staleSet` or `hotSet` frame (8 bytes each).
+    static let indicesPerFrame = 64 * 1024 / 8
 }

@@ -77,6 +77,8 @@ public final class SourceAgent: @unchecked Sendable {
     private var hotSet: [Int] = []
     private var failure: String?
     private var setupError: AgentError?
+    /// `kernelProbe()`'s result.
+    private var probe: KernelProbe?
 
     /// The report so far (also after a failure).
     public var currentReport: SourceReport { reportWithCounts() }
@@ -126,10 +128,9 @@ public final class SourceAgent: @unchecked Sendable {
             }
         }
         if configuration.precopyRounds > 0 {
-            let probe: KernelProbe
-            do { probe = try KernelProbe.run() } catch { throw .kernel(error) }
-            let method = try DirtyTrackingMethod.select(configuration.dirtyTracking, probe: probe)
-            // Armed before the guest writes again, so that no write escapes the first round.
+            let method = try DirtyTrackingMethod.select(configuration.dirtyTracking, probe: try kernelProbe())
+            // Armed before the first round reads a page (and, without a warm-up, before the
+            // guest writes), so that no write escapes the first round.
             let tracker = try method.makeTracker(arena: arena)
             self.tracker = tracker
             precopy = PrecopyRounds(loop: loop, arena: arena, tracker: tracker, maxRounds: configuration.precopyRounds,
@@ -173,6 +174,13 @@ public final class SourceAgent: @unchecked Sendable {
         return report
     }
 
+    /// What the kernel offers, probed once for the warm-up and pre-copy alike (before the loop runs).
+    private func kernelProbe() throws(AgentError) -> KernelProbe {
+        if let probe { return probe }
+        do { probe = try KernelProbe.run() } catch { throw .kernel(error) }
+        return probe!
+    }
+
     /// `--track-seconds`: learns the guest's working set before any destination can connect.
     private func warmUp() throws(AgentError) {
         guard arena.imagePath == nil else {
@@ -180,9 +188,7 @@ public final class SourceAgent: @unchecked Sendable {
         }
         var method: AccessTrackingMethod?
         if !configuration.trackingOff {
-            let probe: KernelProbe
-            do { probe = try KernelProbe.run() } catch { throw .kernel(error) }
-            method = try AccessTrackingMethod.select(requested: configuration.accessTracking, probe: probe)
+            method = try AccessTrackingMethod.select(requested: configuration.accessTracking, probe: try kernelProbe())
             if method == .minorSampling {
                 configuration.progress("source: the kernel has no userfaultfd RWP: tracking accesses by sampling "
                     + "MINOR faults on \(configuration.trackSamplePercent)% of the pages per interval (each costs the guest a fault)")
@@ -440,10 +446,10 @@ public final class SourceAgent: @unchecked Sendable {
         pump()
     }
 
-    /// Page indices in frames of at most `Tuning.staleIndicesPerFrame` (`staleSet`, `hotSet`).
+    /// Page indices in frames of at most `Tuning.indicesPerFrame` (`staleSet`, `hotSet`).
     private func sendIndices(_ pages: [Int], on connection: TCPConnection, as message: ([UInt64]) -> Message) {
-        for start in stride(from: 0, to: pages.count, by: Tuning.staleIndicesPerFrame) {
-            connection.send(message(pages[start..<min(start + Tuning.staleIndicesPerFrame, pages.count)].map { UInt64($0) }))
+        for start in stride(from: 0, to: pages.count, by: Tuning.indicesPerFrame) {
+            connection.send(message(pages[start..<min(start + Tuning.indicesPerFrame, pages.count)].map { UInt64($0) }))
         }
     }
 
