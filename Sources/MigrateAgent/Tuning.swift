@@ -6,6 +6,13 @@ enum Tuning {
     static let faultBatch = 64
     /// Pages of a background frame installed between two looks at the userfaultfd.
     static let backgroundSlice = 16
+    /// The background installer's ring (`BackgroundInstaller`): slots, and the
+    /// bytes of one slot (a run of pages handed over at once).
+    static let installerSlots = 16
+    static let installerSlotBytes = 64 * 1024
+    /// The nice value of the background installer's thread: demand work on the
+    /// loop goes first when they share a CPU.
+    static let installerNice: Int32 = 0
     /// Bytes the destination decodes from the bulk connection per loop turn.
     static let bulkReadBudget = 256 * 1024
     /// Pre-copied pages mapped into the guest view per loop turn after switch-over (`HeldPageMapper`).

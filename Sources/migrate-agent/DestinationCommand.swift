@@ -28,6 +28,10 @@ struct DestinationCommand: ParsableCommand {
     @Option(help: "Seconds without data from the source before giving up.") var peerTimeout = 10.0
     @Option(help: "Microseconds the loop keeps polling instead of sleeping after demand activity (0: off).")
     var busyPoll = 50
+    @Flag(inversion: .prefixedNo, help: ArgumentHelp(
+        "Install background pages on a thread of their own, so that faults do not wait behind them "
+        + "(our own arena; a VMM's memory, which has removal events, is always installed on the loop)."))
+    var installThread = true
     @OptionGroup var key: KeyOptions
     @Option(help: "After switch-over, seconds to resume the session when a connection drops (0: a drop ends the migration).")
     var reconnectTimeout = 30.0
@@ -72,6 +76,7 @@ struct DestinationCommand: ParsableCommand {
         configuration.reconnectTimeoutSeconds = reconnectTimeout
         configuration.keepStaleOnFailure = keepStaleOnFailure
         configuration.busyPollMicros = busyPoll
+        configuration.installThread = installThread
         configuration.progress = { Console.err($0) }
         try runReportingErrors {
             try checkWritable(reportJson)

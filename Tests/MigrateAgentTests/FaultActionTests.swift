@@ -2,7 +2,7 @@ import MigrateAgent
 import Testing
 
 /// The destination's decision for every (tracker state, fault kind, backend) combination:
-/// 5 page states × 2 fault kinds × 2 backend families = 20 rows, each with its expected action.
+/// 7 page states × 2 fault kinds × 2 backend families = 28 rows, each with its expected action.
 /// The table is written out by hand from what each state and kind mean; it is never computed
 /// with `FaultAction.decide`.
 @Suite("fault decisions")
@@ -20,7 +20,7 @@ struct FaultActionTests {
     }
 
     /// Every page state. `everyStateAndKindIsListed` fails when PageState gains a case not listed here.
-    static let states: [PageState] = [.absent, .requested, .present, .stale, .staleRequested, .removed]
+    static let states: [PageState] = [.absent, .requested, .present, .stale, .staleRequested, .removed, .arriving]
     /// Every fault kind. The switch in `everyStateAndKindIsListed` stops compiling when FaultKind gains one.
     static let kinds: [FaultKind] = [.missing, .protected]
 
@@ -48,6 +48,10 @@ struct FaultActionTests {
         // the source's bytes.
         Row(state: .removed, kind: .missing, keepsStaleCopy: true, expected: .zeroFill),
         Row(state: .removed, kind: .protected, keepsStaleCopy: true, expected: .zeroFill),
+        // With the background installer: its UFFDIO_COPY wakes the fault. With shmem the
+        // page is in the page cache before it is mapped, so the fault may say protected.
+        Row(state: .arriving, kind: .missing, keepsStaleCopy: true, expected: .shareRequest),
+        Row(state: .arriving, kind: .protected, keepsStaleCopy: true, expected: .shareRequest),
 
         // A backend that drops protected pages (missing): a stale page is gone and faults as
         // missing; there is no held copy, so no hash.
@@ -64,6 +68,8 @@ struct FaultActionTests {
         Row(state: .staleRequested, kind: .protected, keepsStaleCopy: false, expected: .shareRequest),
         Row(state: .removed, kind: .missing, keepsStaleCopy: false, expected: .zeroFill),
         Row(state: .removed, kind: .protected, keepsStaleCopy: false, expected: .zeroFill),
+        Row(state: .arriving, kind: .missing, keepsStaleCopy: false, expected: .shareRequest),
+        Row(state: .arriving, kind: .protected, keepsStaleCopy: false, expected: .shareRequest),
     ]
 
     @Test("decides the expected action", arguments: table)

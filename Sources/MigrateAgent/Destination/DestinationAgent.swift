@@ -9,7 +9,8 @@ import Wire
 /// - `FaultService` reads faults and sends requests on the urgent connection;
 /// - `PageInstaller` puts arriving pages in place and records their hashes;
 /// - `Switchover` maps pre-copied pages and protects the stale ones;
-/// - `BackgroundFlow` holds the bulk stream while demand is outstanding;
+/// - `BackgroundInstaller` installs background runs on a thread of its own;
+/// - `BackgroundFlow` slows the bulk stream while demand is outstanding;
 /// - `ReceivedHashes` gives the digest compared with the source's at the end.
 ///
 /// `docs/life-of-a-fault.md` follows one demand fault through them.
@@ -42,6 +43,8 @@ public final class DestinationAgent: @unchecked Sendable {
     private let busyPoll: BusyPoll
     private let faults: FaultService
     private let installer: PageInstaller
+    /// Our own arena: installs background pages off the loop (nil: on the loop).
+    private let background: BackgroundInstaller?
     private let hotSet = HotSetWatch()
     /// The session's frame limits, fixed by the arena's geometry.
     private let sessionLimits: FrameLimits
@@ -100,8 +103,11 @@ public final class DestinationAgent: @unchecked Sendable {
         busyPoll = BusyPoll(loop: loop, windowMicros: configuration.busyPollMicros)
         faults = FaultService(loop: loop, resolver: memory.resolver, tracker: tracker, hashes: hashes, phases: phases,
                               flow: flow, busyPoll: busyPoll, progress: configuration.progress)
+        // A VMM's memory has removal events, which a page in flight to another thread could miss.
+        background = configuration.installThread && memory.vmm == nil
+            ? BackgroundInstaller(resolver: memory.resolver, hashes: hashes) : nil
         installer = PageInstaller(resolver: memory.resolver, ioArena: memory.arena, tracker: tracker, hashes: hashes, phases: phases, flow: flow,
-                                  faults: faults, busyPoll: busyPoll, loop: loop)
+                                  faults: faults, busyPoll: busyPoll, background: background, loop: loop)
         sessionLimits = .session(pageSize: space.pageSize, pageCount: UInt64(space.pageCount))
         report = DestinationReport(backend: memory.kind, arenaBytes: memory.bytes, pageSize: space.pageSize)
         report.authentication = ConnectionAuth.describe(key: configuration.key, encrypt: configuration.encrypt)
@@ -242,6 +248,7 @@ public final class DestinationAgent: @unchecked Sendable {
             try switchover(frame)
         case (.migrating, .pages):
             try installer.install(frame, demand: false, receivedAt: bulk!.lastReceiveNanos)
+            installer.reportRoom(to: flow)
             pagesArrived()
         case (.migrating, .endOfStream):
             guard case .endOfStream(_, let digest) = try Message.decode(frame) else { return }
@@ -267,6 +274,7 @@ public final class DestinationAgent: @unchecked Sendable {
             handle { () throws(AgentError) in try faults.drain() }
         }
         phase = .migrating
+        background?.start(loop: loop) { [unowned self] in backgroundInstalled() }
         hotSet.switchedOver(at: applyStart)
         faults.serving = true
         if let vmm = memory.vmm {
@@ -309,6 +317,14 @@ public final class DestinationAgent: @unchecked Sendable {
             configuration.progress("destination: \(tracker.presentCount)/\(space.pageCount) pages "
                 + "(\(100 * tracker.presentCount / space.pageCount)%), \(installer.counts.demand) on demand")
         }
+    }
+
+    /// The background installer finished runs: their pages are present, and it has room again.
+    private func backgroundInstalled() {
+        guard phase != .finished else { return }
+        handle { () throws(AgentError) in try installer.collectBackground() }
+        installer.reportRoom(to: flow)
+        pagesArrived()
     }
 
     /// After pages were installed: the hot set's residency, then the end.
@@ -554,6 +570,7 @@ public final class DestinationAgent: @unchecked Sendable {
         // Success: the guest needs us no more. Failure: unregister our own arena so a
         // blocked guest thread retries and goes on (a VMM's regions are left as they are).
         if succeeded && tracker.isComplete { resolver.finish() } else { resolver.release() }
+        background?.stop()  // after the release: an install in flight then fails at once
         vmmWatch?.close()
         mapper?.close()
         poller?.close()

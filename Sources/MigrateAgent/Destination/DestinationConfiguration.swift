@@ -33,6 +33,9 @@ public struct DestinationConfiguration: Sendable {
     public var busyPollMicros = 50
     /// Read the background stream in small slices while demand requests are outstanding.
     public var throttleBackgroundDuringDemand = true
+    /// Install background pages on a thread of their own (`BackgroundInstaller`);
+    /// our own arena only.
+    public var installThread = true
     /// A failure after switch-over with every page here but some stale lets the guest
     /// run on the stale copies (RWP_ASYNC) instead of stopping it. Explicit: stale data.
     public var keepStaleOnFailure = false

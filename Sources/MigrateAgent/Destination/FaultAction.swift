@@ -6,7 +6,7 @@ public enum FaultAction: Equatable, Sendable {
     case requestAbsent
     /// A stale page: request fresh bytes, with the held copy's hash when the backend keeps one.
     case requestStale(withHash: Bool)
-    /// A request for this page is already on its way: this fault waits on it.
+    /// A request or a background install of this page is already on its way: this fault waits on it.
     case shareRequest
     /// The page was installed after the fault was queued: wake its thread.
     case wakeLate
@@ -28,7 +28,7 @@ public enum FaultAction: Equatable, Sendable {
         switch (state, kind) {
         case (.absent, .missing): return .requestAbsent
         case (.stale, staleKind): return .requestStale(withHash: keepsStaleCopy)
-        case (.requested, _), (.staleRequested, _): return .shareRequest
+        case (.requested, _), (.staleRequested, _), (.arriving, _): return .shareRequest
         case (.present, .missing): return .wakeLate
         case (.present, .protected): return .mapHeld
         case (.removed, _): return .zeroFill  // whatever the kind: the source's bytes must never reappear

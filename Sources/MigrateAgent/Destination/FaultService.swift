@@ -143,6 +143,9 @@ final class FaultService {
                 if tracker.state(page) == .requested { flow.demandAnswered() }  // its answer will be dropped
                 tracker.set(page, .removed)
                 counts.removedPages += 1
+            case .arriving:
+                // The background installer serves only memory without removal events.
+                break
             case .present, .stale, .staleRequested, .removed:
                 // Present: the kernel dropped the guest's own copy; the next fault is MISSING
                 // on a page the tracker holds, which reads zeros as well (see zeroFill).

@@ -6,6 +6,8 @@ import Wire
 /// pages already here counted as duplicates; pre-copy pages through the io view
 /// before the guest runs here; "unchanged" answers by unprotecting the held copy.
 /// Records each page's hash for the digest and for later refresh requests.
+/// Runs of absent background pages go to the `BackgroundInstaller`'s thread
+/// when there is one and it has room; their bookkeeping ends in `collectBackground`.
 ///
 /// Hot path for demand pages: no locks, no allocation.
 /// Threading: the destination's loop thread only (asserted in debug builds).
@@ -45,10 +47,12 @@ final class PageInstaller {
     private let flow: BackgroundFlow
     private let faults: FaultService
     private let busyPoll: BusyPoll
+    /// Installs background runs off the loop (nil: everything is installed here).
+    private let background: BackgroundInstaller?
     private(set) var counts = Counts()
 
     init(resolver: any PageResolver, ioArena: Arena?, tracker: PageTracker, hashes: ReceivedHashes, phases: FaultPhaseClock,
-         flow: BackgroundFlow, faults: FaultService, busyPoll: BusyPoll, loop: EventLoop) {
+         flow: BackgroundFlow, faults: FaultService, busyPoll: BusyPoll, background: BackgroundInstaller?, loop: EventLoop) {
         self.loop = loop
         self.space = resolver.space
         self.resolver = resolver
@@ -59,6 +63,7 @@ final class PageInstaller {
         self.flow = flow
         self.faults = faults
         self.busyPoll = busyPoll
+        self.background = background
     }
 
     /// Installs the pages of a `pages` frame whose payload is still in the receive buffer.
@@ -77,7 +82,7 @@ final class PageInstaller {
         while i < count {
             let state = tracker.state(first + i)
             switch state {
-            case .present:
+            case .present, .arriving:
                 counts.duplicates += 1
                 i += 1
                 continue
@@ -96,6 +101,19 @@ final class PageInstaller {
                 continue
             case .absent, .requested:
                 break
+            }
+            if !demand, state == .absent, let background, background.hasFreeSlot {
+                // Requested pages stay below: installing them here answers their faults sooner.
+                var end = i + 1
+                while end < count, end - i < background.slotPages, tracker.state(first + end) == .absent { end += 1 }
+                for k in i..<end { tracker.set(first + k, .arriving) }
+                background.offer(first: first + i, count: end - i, from: payload + i * pageSize)
+                i = end
+                if i < count {  // the copy into the slot takes a while too: look at the faults
+                    try faults.drain()
+                    guard faults.serving else { return }
+                }
+                continue
             }
             var end = i
             var answered = 0
@@ -142,6 +160,30 @@ final class PageInstaller {
         } else {
             counts.background += installed
         }
+    }
+
+    /// Takes back the runs the background installer finished: their pages are present.
+    func collectBackground() throws(AgentError) {
+        loop.assertOnLoop()
+        var failure: AgentError?
+        background?.collect { slot in
+            if let error = slot.error {
+                failure = failure ?? error
+                return
+            }
+            for page in slot.first..<(slot.first + slot.count) where tracker.state(page) == .arriving {
+                tracker.set(page, .present)
+            }
+            counts.background += slot.outcome.installed
+            counts.eexistRaces += slot.outcome.alreadyPresent
+        }
+        if let failure { throw failure }
+    }
+
+    /// Tells `flow` how much the background installer can take (nothing when there is none).
+    func reportRoom(to flow: BackgroundFlow) {
+        guard let background else { return }
+        flow.installer(free: background.freeBytes, resumeAt: background.resumeBytes)
     }
 
     /// The source's page still hashes as the stale copy held here: unprotect it, no transfer.

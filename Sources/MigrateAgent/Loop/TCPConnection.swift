@@ -68,6 +68,14 @@ public final class TCPConnection {
     /// stream would hold the loop for tens of megabytes while a demand fault
     /// waits; past the budget, reading pauses until the next iteration.
     public var readBudget: Int?
+    /// While true nothing more is read (frames already received are still handed
+    /// out): the receiver cannot take more now. Reading resumes when it is cleared.
+    public var isPaused = false {
+        didSet {
+            guard isPaused != oldValue, !closed else { return }
+            if isPaused { stopReading() } else { startReading() }
+        }
+    }
     private var readThisTurn = 0
     private var resume: NextTurn?
 
@@ -143,7 +151,7 @@ public final class TCPConnection {
     /// Starts reading frames.
     public func startReading() {
         loop.assertOnLoop()
-        guard !closed, !reading else { return }
+        guard !closed, !reading, !isPaused else { return }
         reading = true
         let rc = uv_read_start(stream, { h, _, buf in
             let connection = TCPConnection.from(h!.pointee.data)
@@ -211,9 +219,13 @@ public final class TCPConnection {
         openerAfterFrame = RecordOpener(key: key)
     }
 
-    private func pauseUntilNextTurn() {
+    private func stopReading() {
         uv_read_stop(stream)
         reading = false
+    }
+
+    private func pauseUntilNextTurn() {
+        stopReading()
         if resume == nil {
             resume = NextTurn(loop: loop) { [unowned self] in
                 readThisTurn = 0

@@ -15,6 +15,9 @@ public enum PageState: UInt8, Sendable {
     /// Given back by the guest (a VMM's balloon: `UFFD_EVENT_REMOVE`) before it
     /// arrived: it reads zeros from now on, never the source's bytes.
     case removed = 5
+    /// Absent, and its bytes are with the background installer's thread
+    /// (`BackgroundInstaller`): a fault waits for that install, which wakes it.
+    case arriving = 6
 }
 
 /// One byte of state per page in a flat array indexed by page number, plus
