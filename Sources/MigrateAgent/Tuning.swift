@@ -10,9 +10,9 @@ enum Tuning {
     /// bytes of one slot (a run of pages handed over at once).
     static let installerSlots = 16
     static let installerSlotBytes = 64 * 1024
-    /// The nice value of the background installer's thread: demand work on the
-    /// loop goes first when they share a CPU.
-    static let installerNice: Int32 = 0
+    /// How long after the loop last read a fault the background installer keeps
+    /// running as `SCHED_IDLE` (demand work first).
+    static let installerYieldNanos: UInt64 = 2_000_000
     /// Bytes the destination decodes from the bulk connection per loop turn.
     static let bulkReadBudget = 256 * 1024
     /// Pre-copied pages mapped into the guest view per loop turn after switch-over (`HeldPageMapper`).

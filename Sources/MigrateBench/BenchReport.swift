@@ -43,6 +43,8 @@ public struct BenchSettings: Codable, Sendable {
     public var busyPollMicros: Int?
     /// Both agents ran with `--encrypt` (nil in reports from before the option: off).
     public var encrypt: Bool? = nil
+    /// The destinations' `--[no-]yield-to-demand`; nil: their default.
+    public var yieldToDemand: Bool? = nil
     /// `--links`: the link rates asked for (empty: none).
     public var links: [String]? = nil
     public var commandLine: [String]

@@ -28,7 +28,8 @@ public final class BenchRunner {
                                     writeRatio: configuration.writeRatio, scenarios: [],
                                     migrationSizes: configuration.migrationSizes, baselineSamples: configuration.baselineSamples,
                                     bandwidthBytes: configuration.bandwidthBytes, busyPollMicros: configuration.busyPollMicros,
-                                    encrypt: configuration.encrypt, links: configuration.links.map(\.name),
+                                    encrypt: configuration.encrypt, yieldToDemand: configuration.yieldToDemand,
+                                    links: configuration.links.map(\.name),
                                     commandLine: configuration.commandLine),
             backend: .missing)
         do {
@@ -211,7 +212,12 @@ public final class BenchRunner {
 
     private func destinationOptions(_ scenario: BenchScenario) -> [String] {
         ["--protection", scenario.backend.rawValue, "--guest-threads", "\(scenario.threads)",
-         "--pattern", scenario.pattern.rawValue, "--write-ratio", "\(configuration.writeRatio)"] + agentOptions
+         "--pattern", scenario.pattern.rawValue, "--write-ratio", "\(configuration.writeRatio)"] + destinationAgentOptions
+    }
+
+    /// Options given to the destination of every run: `agentOptions` and the destination's own.
+    var destinationAgentOptions: [String] {
+        agentOptions + (configuration.yieldToDemand.map { [$0 ? "--yield-to-demand" : "--no-yield-to-demand"] } ?? [])
     }
 
     /// Options given to both agents of every run.
@@ -239,7 +245,7 @@ public final class BenchRunner {
                                  arenaBytes: size, timeoutSeconds: configuration.runTimeoutSeconds)
             pair.link = link
             let outcome = try pair.run(sourceOptions: ["--guest-threads", "2", "--dirty-rate", "0", "--background"] + agentOptions,
-                                       destinationOptions: ["--protection", backend.rawValue, "--guest-threads", "0"] + agentOptions)
+                                       destinationOptions: ["--protection", backend.rawValue, "--guest-threads", "0"] + destinationAgentOptions)
             if let before = reportedBefore, let after = MachineInfo.reportedFreeKiB() { reported.append(after - before) }
             seconds.append(outcome.destination.elapsedSeconds)
             integrity.append(outcome.integrity)

@@ -128,7 +128,7 @@ extension BenchRunner {
         source += agentOptions
         let destination = ["--protection", backend.rawValue,
                            "--guest-threads", unthrottled ? "0" : "\(Self.workingSetDestinationThreads)",
-                           "--pattern", "hotset", "--write-ratio", "\(configuration.writeRatio)"] + agentOptions
+                           "--pattern", "hotset", "--write-ratio", "\(configuration.writeRatio)"] + destinationAgentOptions
         let outcome = try pair.run(sourceOptions: source, destinationOptions: destination)
         let d = outcome.destination
         return WorkingSetRun(kind: kind, repetition: repetition, workingSet: outcome.source.workingSet,

@@ -43,6 +43,9 @@ struct BenchCommand: ParsableCommand {
     var workingSetInterval = 100
     @Option(help: "The working-set runs' tracker: auto (the best the kernel has), rwp-async or minor-sampling.")
     var workingSetTracking = "auto"
+    @Flag(inversion: .prefixedNo, help: ArgumentHelp(
+        "Passed to every destination as --yield-to-demand or --no-yield-to-demand. Default: the agent's own (yield)."))
+    var yieldToDemand: Bool?
     @Flag(help: "Both agents of every run encrypt their connections (--encrypt): measures the cost of encryption.")
     var encrypt = false
     @Option(help: "Seconds one agent run may take before it is killed and the benchmark fails.") var runTimeout = 180.0
@@ -90,6 +93,7 @@ struct BenchCommand: ParsableCommand {
         configuration.runTimeoutSeconds = runTimeout
         configuration.busyPollMicros = busyPoll
         configuration.encrypt = encrypt
+        configuration.yieldToDemand = yieldToDemand
         switch workingSet {
         case "none": configuration.workingSetBytes = nil
         case "arena": configuration.workingSetBytes = configuration.arenaSize

@@ -32,6 +32,10 @@ struct DestinationCommand: ParsableCommand {
         "Install background pages on a thread of their own, so that faults do not wait behind them "
         + "(our own arena; a VMM's memory, which has removal events, is always installed on the loop)."))
     var installThread = true
+    @Flag(inversion: .prefixedNo, help: ArgumentHelp(
+        "Demand first: while the guest faults, the install thread runs only on a CPU nothing else wants (SCHED_IDLE), "
+        + "so faults are served at once; with every core busy the stream is then slower."))
+    var yieldToDemand = true
     @OptionGroup var key: KeyOptions
     @Option(help: "After switch-over, seconds to resume the session when a connection drops (0: a drop ends the migration).")
     var reconnectTimeout = 30.0
@@ -77,6 +81,7 @@ struct DestinationCommand: ParsableCommand {
         configuration.keepStaleOnFailure = keepStaleOnFailure
         configuration.busyPollMicros = busyPoll
         configuration.installThread = installThread
+        configuration.yieldToDemand = yieldToDemand
         configuration.progress = { Console.err($0) }
         try runReportingErrors {
             try checkWritable(reportJson)

@@ -239,5 +239,7 @@ static inline int cuffd_punch_hole(int fd, int64_t offset, int64_t length) {
 }
 
 static inline int cuffd_gettid(void) { return (int)syscall(SYS_gettid); }
+// SCHED_IDLE needs _GNU_SOURCE in glibc's headers, which Swift does not define.
+static const int cuffd_sched_idle = 5;
 
 #endif

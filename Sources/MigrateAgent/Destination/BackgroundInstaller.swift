@@ -18,6 +18,13 @@ import Synchronization
 /// the stream arrives: the loop installs the frame itself and pauses the bulk
 /// connection until a slot is free.
 ///
+/// Demand first (`yieldsToDemand`): while the guest faults (a fault read within
+/// `Tuning.installerYieldNanos`), the worker runs as `SCHED_IDLE`, so the loop,
+/// the source and the guest's threads always get a CPU before it; otherwise it
+/// runs as a normal thread and keeps pace with the stream. On two busy cores a
+/// normal-priority worker left a woken loop waiting about 100 µs for a CPU; the
+/// price is a slower stream while a guest keeps every core busy.
+///
 /// Only for memory without removal events (our own arena): `UFFDIO_COPY`
 /// never answers `EAGAIN` there, and no page changes hands while it arrives.
 ///
@@ -46,14 +53,18 @@ final class BackgroundInstaller: @unchecked Sendable {
     private let offered = Atomic<Int>(0)
     private let done = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
+    /// When the loop last read a fault (monotonic nanoseconds; relaxed: a hint).
+    private let lastFaultNanos = Atomic<UInt64>(0)
     /// Slots the loop took back (loop only).
     private var collected = 0
     private let work = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
     private var running = false
     private var wake: LoopSignal?
+    private let yieldsToDemand: Bool
 
-    init(resolver: any PageResolver, hashes: ReceivedHashes) {
+    init(resolver: any PageResolver, hashes: ReceivedHashes, yieldsToDemand: Bool = true) {
+        self.yieldsToDemand = yieldsToDemand
         self.resolver = resolver
         self.hashes = hashes
         pageSize = resolver.space.pageSize
@@ -109,6 +120,11 @@ final class BackgroundInstaller: @unchecked Sendable {
         work.signal()
     }
 
+    /// The loop read faults at `now`: the worker yields to demand work for a while.
+    @inline(__always) func faultsRead(at now: UInt64) {
+        lastFaultNanos.store(now, ordering: .relaxed)
+    }
+
     /// Hands each done slot to `body` on the loop, oldest first, and frees it.
     func collect(_ body: (Slot) -> Void) {
         let ready = done.load(ordering: .acquiring)
@@ -135,7 +151,7 @@ final class BackgroundInstaller: @unchecked Sendable {
 
     private func run() {
         // Linux: PRIO_PROCESS with a thread id sets that thread's nice value.
-        setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(cuffd_gettid()), Tuning.installerNice)
+        var yielding = false
         var next = 0
         var signaled = 0
         while true {
@@ -144,6 +160,7 @@ final class BackgroundInstaller: @unchecked Sendable {
             let ready = offered.load(ordering: .acquiring)
             guard next < ready else { continue }
             while next < ready {
+                yielding = yieldToDemand(yielding)
                 install(&slots[next % slotCount], from: bytes + (next % slotCount) * slotPages * pageSize)
                 next += 1
                 done.store(next, ordering: .releasing)
@@ -159,6 +176,17 @@ final class BackgroundInstaller: @unchecked Sendable {
                 wake?.signal()
             }
         }
+    }
+
+    /// Switches the worker to `SCHED_IDLE` while faults are being served, back to
+    /// normal after; one system call per switch, none otherwise. Returns the new state.
+    private func yieldToDemand(_ yielding: Bool) -> Bool {
+        let recent = yieldsToDemand && EventLoop.nowNanos() &- lastFaultNanos.load(ordering: .relaxed) < Tuning.installerYieldNanos
+        guard recent != yielding else { return yielding }
+        var param = sched_param(sched_priority: 0)
+        // A refusal leaves the thread as it was: slower demand, nothing wrong.
+        _ = sched_setscheduler(0, recent ? cuffd_sched_idle : SCHED_OTHER, &param)
+        return recent
     }
 
     private func install(_ slot: inout Slot, from source: UnsafeRawPointer) {

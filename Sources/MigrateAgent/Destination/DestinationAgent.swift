@@ -105,7 +105,8 @@ public final class DestinationAgent: @unchecked Sendable {
                               flow: flow, busyPoll: busyPoll, progress: configuration.progress)
         // A VMM's memory has removal events, which a page in flight to another thread could miss.
         background = configuration.installThread && memory.vmm == nil
-            ? BackgroundInstaller(resolver: memory.resolver, hashes: hashes) : nil
+            ? BackgroundInstaller(resolver: memory.resolver, hashes: hashes, yieldsToDemand: configuration.yieldToDemand) : nil
+        faults.background = background
         installer = PageInstaller(resolver: memory.resolver, ioArena: memory.arena, tracker: tracker, hashes: hashes, phases: phases, flow: flow,
                                   faults: faults, busyPoll: busyPoll, background: background, loop: loop)
         sessionLimits = .session(pageSize: space.pageSize, pageCount: UInt64(space.pageCount))

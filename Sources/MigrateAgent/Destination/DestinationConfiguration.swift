@@ -36,6 +36,8 @@ public struct DestinationConfiguration: Sendable {
     /// Install background pages on a thread of their own (`BackgroundInstaller`);
     /// our own arena only.
     public var installThread = true
+    /// That thread yields the CPU (`SCHED_IDLE`) while the guest faults: demand first.
+    public var yieldToDemand = true
     /// A failure after switch-over with every page here but some stale lets the guest
     /// run on the stale copies (RWP_ASYNC) instead of stopping it. Explicit: stale data.
     public var keepStaleOnFailure = false

@@ -47,6 +47,8 @@ final class FaultService {
     private let messages: UnsafeMutablePointer<uffd_msg>
     /// Where requests go; set once the handshake is done.
     var urgent: TCPConnection?
+    /// Told when faults were read, so that it yields the CPU to demand work.
+    var background: BackgroundInstaller?
     /// True from switch-over until the migration ends: faults are served only then.
     var serving = false
     private(set) var counts = Counts()
@@ -93,6 +95,7 @@ final class FaultService {
         }
         urgent?.flush()
         if now != 0 {
+            background?.faultsRead(at: now)
             let flushed = EventLoop.nowNanos()
             phases.flushed(at: flushed)
             busyPoll.extend(from: flushed)
