@@ -24,6 +24,8 @@ public struct BenchConfiguration: Sendable {
     public var pinnedBaselines = true
     /// `--busy-poll` for both agents (microseconds); nil: the agents' default.
     public var busyPollMicros: Int?
+    /// `--loop-slice` for both agents (microseconds); nil: the kernel's default.
+    public var loopSliceMicros: Int?
     /// The destinations' `--yield-to-demand` (true) or `--no-yield-to-demand` (false); nil: their default.
     public var yieldToDemand: Bool?
     /// Real links (issue 9): the agents in network namespaces joined by a veth pair

@@ -43,6 +43,8 @@ public struct BenchSettings: Codable, Sendable {
     public var busyPollMicros: Int?
     /// Both agents ran with `--encrypt` (nil in reports from before the option: off).
     public var encrypt: Bool? = nil
+    /// `--loop-slice` given to both agents; nil: the kernel's default.
+    public var loopSliceMicros: Int? = nil
     /// The destinations' `--[no-]yield-to-demand`; nil: their default.
     public var yieldToDemand: Bool? = nil
     /// `--links`: the link rates asked for (empty: none).

@@ -28,7 +28,8 @@ public final class BenchRunner {
                                     writeRatio: configuration.writeRatio, scenarios: [],
                                     migrationSizes: configuration.migrationSizes, baselineSamples: configuration.baselineSamples,
                                     bandwidthBytes: configuration.bandwidthBytes, busyPollMicros: configuration.busyPollMicros,
-                                    encrypt: configuration.encrypt, yieldToDemand: configuration.yieldToDemand,
+                                    encrypt: configuration.encrypt, loopSliceMicros: configuration.loopSliceMicros,
+                                    yieldToDemand: configuration.yieldToDemand,
                                     links: configuration.links.map(\.name),
                                     commandLine: configuration.commandLine),
             backend: .missing)
@@ -223,6 +224,7 @@ public final class BenchRunner {
     /// Options given to both agents of every run.
     var agentOptions: [String] {
         (configuration.busyPollMicros.map { ["--busy-poll", "\($0)"] } ?? []) + (configuration.encrypt ? ["--encrypt"] : [])
+            + (configuration.loopSliceMicros.map { ["--loop-slice", "\($0)"] } ?? [])
     }
 
     /// Pre-copy rounds of the hybrid scenarios, as `demo --precopy-rounds 3` in issue 9.

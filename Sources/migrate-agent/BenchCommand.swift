@@ -43,6 +43,8 @@ struct BenchCommand: ParsableCommand {
     var workingSetInterval = 100
     @Option(help: "The working-set runs' tracker: auto (the best the kernel has), rwp-async or minor-sampling.")
     var workingSetTracking = "auto"
+    @Option(help: "Passed to both agents as --loop-slice (microseconds). Default: the kernel's slice.")
+    var loopSlice: Int?
     @Flag(inversion: .prefixedNo, help: ArgumentHelp(
         "Passed to every destination as --yield-to-demand or --no-yield-to-demand. Default: the agent's own (yield)."))
     var yieldToDemand: Bool?
@@ -69,6 +71,7 @@ struct BenchCommand: ParsableCommand {
         try checkRange(baselineSamples, "--baseline-samples", in: OptionBounds.baselineSamples)
         try checkSeconds(runTimeout, "--run-timeout", in: OptionBounds.runTimeoutSeconds)
         if let busyPoll { try checkRange(busyPoll, "--busy-poll", in: OptionBounds.busyPollMicros) }
+        if let loopSlice { try checkRange(loopSlice, "--loop-slice", in: OptionBounds.loopSliceMicros) }
         try checkSeconds(workingSetSeconds, "--working-set-seconds", in: 0.05...OptionBounds.trackSeconds.upperBound)
         try checkRange(workingSetInterval, "--working-set-interval", in: OptionBounds.trackIntervalMillis)
         if workingSetTracking != "auto", AccessTrackingMethod(rawValue: workingSetTracking) == nil {
@@ -94,6 +97,7 @@ struct BenchCommand: ParsableCommand {
         configuration.busyPollMicros = busyPoll
         configuration.encrypt = encrypt
         configuration.yieldToDemand = yieldToDemand
+        configuration.loopSliceMicros = loopSlice
         switch workingSet {
         case "none": configuration.workingSetBytes = nil
         case "arena": configuration.workingSetBytes = configuration.arenaSize

@@ -28,6 +28,10 @@ struct DestinationCommand: ParsableCommand {
     @Option(help: "Seconds without data from the source before giving up.") var peerTimeout = 10.0
     @Option(help: "Microseconds the loop keeps polling instead of sleeping after demand activity (0: off).")
     var busyPoll = 50
+    @Option(help: ArgumentHelp(
+        "The loop thread's scheduler slice in microseconds (Linux 6.12+ EEVDF custom slice, 100-100000): a short one "
+        + "lets the loop preempt busy threads when a fault or request wakes it. Default: the kernel's."))
+    var loopSlice: Int?
     @Flag(inversion: .prefixedNo, help: ArgumentHelp(
         "Install background pages on a thread of their own, so that faults do not wait behind them "
         + "(our own arena; a VMM's memory, which has removal events, is always installed on the loop)."))
@@ -56,6 +60,7 @@ struct DestinationCommand: ParsableCommand {
         try checkFraction(writeRatio, "--write-ratio")
         try checkSeconds(peerTimeout, "--peer-timeout", in: OptionBounds.peerTimeoutSeconds)
         try checkRange(busyPoll, "--busy-poll", in: OptionBounds.busyPollMicros)
+        if let loopSlice { try checkRange(loopSlice, "--loop-slice", in: OptionBounds.loopSliceMicros) }
         try checkSeconds(reconnectTimeout, "--reconnect-timeout", in: OptionBounds.reconnectTimeoutSeconds)
         try checkSeconds(vmmTimeout, "--vmm-timeout", in: OptionBounds.runTimeoutSeconds)
         if uffdSocket != nil, arena != nil {
@@ -80,6 +85,7 @@ struct DestinationCommand: ParsableCommand {
         configuration.reconnectTimeoutSeconds = reconnectTimeout
         configuration.keepStaleOnFailure = keepStaleOnFailure
         configuration.busyPollMicros = busyPoll
+        configuration.loopSliceMicros = loopSlice
         configuration.installThread = installThread
         configuration.yieldToDemand = yieldToDemand
         configuration.progress = { Console.err($0) }

@@ -21,6 +21,8 @@ enum OptionBounds {
     /// `--busy-poll` (microseconds): polling longer than a second after each
     /// demand burst is a spinning CPU, not a latency knob (and overflowed).
     static let busyPollMicros = 0...1_000_000
+    /// `--loop-slice` (microseconds): what the kernel accepts as a custom slice (0.1 to 100 ms).
+    static let loopSliceMicros = 100...100_000
     /// `--precopy-rounds`: a round copies what the previous one dirtied;
     /// a hundred is far beyond convergence, and the count bounds how long a
     /// guest that never converges delays the switch-over.

@@ -50,6 +50,10 @@ struct SourceCommand: ParsableCommand {
     var followDemand = true
     @Option(help: "Microseconds the loop keeps polling instead of sleeping after demand activity (0: off).")
     var busyPoll = 50
+    @Option(help: ArgumentHelp(
+        "The loop thread's scheduler slice in microseconds (Linux 6.12+ EEVDF custom slice, 100-100000): a short one "
+        + "lets the loop preempt busy threads when a fault or request wakes it. Default: the kernel's."))
+    var loopSlice: Int?
     @Option(help: "Seconds a destination may leave the stream unread before giving up.") var peerTimeout = 10.0
     @OptionGroup var key: KeyOptions
     @Option(help: "After switch-over, seconds to resume the session when a connection drops (0: a drop ends the migration).")
@@ -74,6 +78,7 @@ struct SourceCommand: ParsableCommand {
         try checkRange(dirtyRate, "--dirty-rate", in: OptionBounds.dirtyRate)
         try checkRange(convergePages ?? 0, "--converge-pages", in: 0...Int.max)
         try checkRange(busyPoll, "--busy-poll", in: OptionBounds.busyPollMicros)
+        if let loopSlice { try checkRange(loopSlice, "--loop-slice", in: OptionBounds.loopSliceMicros) }
         try checkRange(guestAccessRate, "--guest-access-rate", in: OptionBounds.guestAccessRate)
         try checkSeconds(trackSeconds, "--track-seconds", in: OptionBounds.trackSeconds)
         try checkRange(trackInterval, "--track-interval", in: OptionBounds.trackIntervalMillis)
@@ -103,6 +108,7 @@ struct SourceCommand: ParsableCommand {
         configuration.background = background
         configuration.followDemand = followDemand
         configuration.busyPollMicros = busyPoll
+        configuration.loopSliceMicros = loopSlice
         configuration.peerTimeoutSeconds = peerTimeout
         configuration.reconnectTimeoutSeconds = reconnectTimeout
         configuration.handshakeTimeoutSeconds = handshakeTimeout

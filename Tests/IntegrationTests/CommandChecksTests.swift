@@ -93,6 +93,8 @@ struct CommandChecksTests {
         (["source", "--guest-threads", "100000"], "--guest-threads must be from 1 to 256"),
         (["destination", "--connect", "127.0.0.1:1", "--peer-timeout", "inf"], "--peer-timeout must be a number of seconds"),
         (["destination", "--connect", "127.0.0.1:1", "--busy-poll=-1"], "--busy-poll must be from 0"),
+        (["source", "--loop-slice", "99"], "--loop-slice must be from 100 to 100000"),
+        (["destination", "--connect", "127.0.0.1:1", "--loop-slice", "100001"], "--loop-slice must be from 100 to 100000"),
         (["destination", "--connect", "127.0.0.1:1", "--write-ratio", "nan"], "--write-ratio must be between 0 and 1"),
         (["demo", "--timeout", "0"], "--timeout must be a number of seconds from 1.0 to 86400"),
         (["demo", "--timeout", "inf"], "--timeout must be a number of seconds"),
@@ -105,6 +107,7 @@ struct CommandChecksTests {
         (["bench", "--repetitions", "0"], "--repetitions must be from 1"),
         (["bench", "--baseline-samples", "9223372036854775807"], "--baseline-samples must be from 100 to 10000000"),
         (["bench", "--busy-poll=-5"], "--busy-poll must be from 0"),
+        (["bench", "--loop-slice", "0"], "--loop-slice must be from 100"),
         (["bench", "--bandwidth", "0", "--scenarios", "none"], "--bandwidth must be larger than zero"),
     ])
     func numericOptions(arguments: [String], expected: String) throws {
@@ -119,7 +122,7 @@ struct CommandChecksTests {
     func boundsAccepted() throws {
         let (source, _) = try AgentHarness.startSource(arena: "4MiB", extra: [
             "--dirty-rate", "1000000", "--peer-timeout", "0.1", "--busy-poll", "1000000", "--precopy-rounds", "100",
-            "--guest-threads", "256",
+            "--guest-threads", "256", "--loop-slice", "100",
         ])
         source.terminate()
         #expect(source.wait(seconds: 30) != nil)

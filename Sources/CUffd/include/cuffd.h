@@ -239,6 +239,18 @@ static inline int cuffd_punch_hole(int fd, int64_t offset, int64_t length) {
 }
 
 static inline int cuffd_gettid(void) { return (int)syscall(SYS_gettid); }
+/// EEVDF's custom slice (Linux 6.12+): a SCHED_OTHER thread asking for a short slice gets
+/// an earlier virtual deadline, so it preempts a running thread when it wakes. Returns 0 or -errno.
+static inline int cuffd_set_slice(uint64_t nanos) {
+    struct {
+        uint32_t size, sched_policy; uint64_t sched_flags; int32_t sched_nice; uint32_t sched_priority;
+        uint64_t sched_runtime, sched_deadline, sched_period; uint32_t sched_util_min, sched_util_max;
+    } attr = {0};
+    attr.size = sizeof(attr);
+    attr.sched_policy = 0;  // SCHED_OTHER
+    attr.sched_runtime = nanos;
+    return syscall(SYS_sched_setattr, 0, &attr, 0) == 0 ? 0 : -errno;
+}
 // SCHED_IDLE needs _GNU_SOURCE in glibc's headers, which Swift does not define.
 static const int cuffd_sched_idle = 5;
 

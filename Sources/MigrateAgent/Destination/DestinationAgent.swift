@@ -288,6 +288,10 @@ public final class DestinationAgent: @unchecked Sendable {
             self.guest = guest
         }
         report.switchoverApplyMillis = Double(EventLoop.nowNanos() - applyStart) / 1e6
+        // After the guest's and the installer's threads started: a new thread inherits the slice.
+        if let micros = configuration.loopSliceMicros, let refused = LoopSlice.request(micros: micros) {
+            configuration.progress("destination: warning: \(refused)")
+        }
         mapper?.start()  // after the guest started: mapping is no longer downtime
         configuration.progress("destination: switched over; \(guest.map { "running \($0)" } ?? "no guest runs here")")
     }

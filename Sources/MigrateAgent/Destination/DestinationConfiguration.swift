@@ -31,6 +31,8 @@ public struct DestinationConfiguration: Sendable {
     public var peerTimeoutSeconds = 10.0
     /// Microseconds the loop keeps polling instead of sleeping after demand activity (0: off).
     public var busyPollMicros = 50
+    /// The loop thread's scheduler slice in microseconds (`LoopSlice`; nil: the kernel's default).
+    public var loopSliceMicros: Int?
     /// Read the background stream in small slices while demand requests are outstanding.
     public var throttleBackgroundDuringDemand = true
     /// Install background pages on a thread of their own (`BackgroundInstaller`);

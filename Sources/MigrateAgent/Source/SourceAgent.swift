@@ -157,6 +157,9 @@ public final class SourceAgent: @unchecked Sendable {
                 finish()  // closes whatever was set up, so the loop ends
             }
         }
+        if let micros = configuration.loopSliceMicros, let refused = LoopSlice.request(micros: micros) {
+            configuration.progress("source: warning: \(refused)")
+        }
         loop.run()
         if let retiredTracker, !retiredTracker.wait(seconds: 30) {
             configuration.progress("source: warning: stopping the dirty tracker took longer than 30 s")

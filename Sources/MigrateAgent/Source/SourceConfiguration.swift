@@ -43,6 +43,8 @@ public struct SourceConfiguration: Sendable {
     public var dirtyTracking: DirtyTrackingMethod?
     /// Microseconds the loop keeps polling instead of sleeping after a demand request (0: off).
     public var busyPollMicros = 50
+    /// The loop thread's scheduler slice in microseconds (`LoopSlice`; nil: the kernel's default).
+    public var loopSliceMicros: Int?
     /// A destination that reads nothing for this long while data waits for it fails the migration.
     public var peerTimeoutSeconds = 10.0
     /// Pages per background frame.
