@@ -18,8 +18,8 @@ import Synchronization
 /// the stream arrives: the loop installs the frame itself and pauses the bulk
 /// connection until a slot is free.
 ///
-/// Demand first (`yieldsToDemand`): while the guest faults (a fault read within
-/// `Tuning.installerYieldNanos`), the worker runs as `SCHED_IDLE`, so the loop,
+/// Demand first (`yieldsToDemand`): while the guest faults on pages it must
+/// request (within `Tuning.installerYieldNanos`), the worker runs as `SCHED_IDLE`, so the loop,
 /// the source and the guest's threads always get a CPU before it; otherwise it
 /// runs as a normal thread and keeps pace with the stream. On two busy cores a
 /// normal-priority worker left a woken loop waiting about 100 µs for a CPU; the
@@ -120,9 +120,12 @@ final class BackgroundInstaller: @unchecked Sendable {
         work.signal()
     }
 
-    /// The loop read faults at `now`: the worker yields to demand work for a while.
-    @inline(__always) func faultsRead(at now: UInt64) {
-        lastFaultNanos.store(now, ordering: .relaxed)
+    /// The loop served faults at `now`. Requests went out: the worker yields to
+    /// demand work for a while. A fault waits on a page the worker holds (a guest
+    /// that reads right behind the stream): yielding would make it wait longer,
+    /// so the worker runs at normal priority again.
+    @inline(__always) func demandActivity(waitingOnInstalls: Bool, at now: UInt64) {
+        lastFaultNanos.store(waitingOnInstalls ? 0 : now, ordering: .relaxed)
     }
 
     /// Hands each done slot to `body` on the loop, oldest first, and frees it.

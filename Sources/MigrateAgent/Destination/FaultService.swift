@@ -47,8 +47,12 @@ final class FaultService {
     private let messages: UnsafeMutablePointer<uffd_msg>
     /// Where requests go; set once the handshake is done.
     var urgent: TCPConnection?
-    /// Told when faults were read, so that it yields the CPU to demand work.
+    /// Told when requests went out (it yields the CPU to demand work) and when a
+    /// fault waits on one of its own installs (it must not yield then).
     var background: BackgroundInstaller?
+    /// In the current drain: a request went out; a fault waits on a page the installer holds.
+    private var requestedThisDrain = false
+    private var waitsOnInstaller = false
     /// True from switch-over until the migration ends: faults are served only then.
     var serving = false
     private(set) var counts = Counts()
@@ -94,8 +98,12 @@ final class FaultService {
             if n < Tuning.faultBatch { break }
         }
         urgent?.flush()
+        if requestedThisDrain || waitsOnInstaller {
+            background?.demandActivity(waitingOnInstalls: waitsOnInstaller, at: now)
+            requestedThisDrain = false
+            waitsOnInstaller = false
+        }
         if now != 0 {
-            background?.faultsRead(at: now)
             let flushed = EventLoop.nowNanos()
             phases.flushed(at: flushed)
             busyPoll.extend(from: flushed)
@@ -105,16 +113,19 @@ final class FaultService {
     private func serve(_ page: Int, _ kind: FaultKind, now: UInt64) throws(AgentError) {
         switch FaultAction.decide(state: tracker.state(page), kind: kind, keepsStaleCopy: resolver.keepsStaleCopy) {
         case .requestAbsent:
+            requestedThisDrain = true
             counts.missing += 1
             flow.demandSent()
             tracker.set(page, .requested)
             sendRequest(page, withHash: false)
             phases.requested(page, at: now)
         case .requestStale(let withHash):
+            requestedThisDrain = true
             counts.stale += 1
             requestFresh(page, withHash: withHash, at: now)
         case .shareRequest:
             counts.shared += 1
+            if tracker.state(page) == .arriving { waitsOnInstaller = true }
         case .wakeLate:
             counts.late += 1
             // A failed wake would leave the faulting thread blocked: that ends the migration.
