@@ -39,6 +39,7 @@ struct MemoryFileTests {
         let hex = String(expected, radix: 16)
         #expect(r.destinationDigest == String(repeating: "0", count: 32 - hex.count) + hex, "the digest of the image file itself")
         #expect(r.guest == nil, "no guest ran")
+        #expect(r.zeroPagesReceived == 4096 / 8, "every eighth page is all zero and came without its bytes")
     }
 
     @Test("unreadable, empty and misaligned images are refused by name", arguments: [

@@ -6,9 +6,12 @@ import Wire
 /// (the order logic is not about the network).
 final class RecordingSink: PageSink {
     var runs: [(first: Int, count: Int)] = []
+    /// Each run's frame kind and whether it carried the pages' bytes.
+    var kinds: [(FrameKind, bytes: Int)] = []
     var backlog = 0
     func send(kind: FrameKind, flags: UInt16, count: UInt32, arg: UInt64, payload: UnsafeRawBufferPointer?) {
         runs.append((Int(arg), Int(count)))
+        kinds.append((kind, payload?.count ?? 0))
     }
     func flush() {}
     var pages: [Int] { runs.flatMap { $0.first..<($0.first + $0.count) } }
@@ -29,6 +32,19 @@ struct PageStreamTests {
         #expect(sink.pages == [0, 1, 2, 4, 5, 6, 7, 8, 9])
         #expect(sink.runs.count == 3)  // 0-2, 4-7, 8-9: runs break at skipped pages and at 4 pages
         #expect(stream.finished && skip.isFull)
+    }
+
+    @Test("all-zero pages go as zeroPages runs without their bytes, the others as pages")
+    func zeroRuns() throws {
+        let arena = try arena(pages: 8)
+        for page in [2, 3, 6] { arena.ioPage(page).storeBytes(of: 0xA5, toByteOffset: arena.pageSize - 1, as: UInt8.self) }
+        let stream = PageStream(arena: arena, pages: nil, pagesPerFrame: 8, skip: PageSet(pageCount: 8))
+        let sink = RecordingSink()
+        #expect(stream.pump(sink, highWater: 1 << 30))
+        #expect(sink.runs.map { [$0.first, $0.count] } == [[0, 2], [2, 2], [4, 2], [6, 1], [7, 1]])
+        #expect(sink.kinds.map(\.0) == [.zeroPages, .pages, .zeroPages, .pages, .zeroPages])
+        #expect(sink.kinds.map(\.bytes) == [0, 2 * arena.pageSize, 0, arena.pageSize, 0])
+        #expect(stream.pagesSent == 8 && stream.zeroPagesSent == 5)
     }
 
     @Test("after a demand request it continues behind the requested page, then comes back for the rest")

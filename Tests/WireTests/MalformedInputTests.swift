@@ -22,12 +22,13 @@ struct MalformedInputTests {
     }
 
     @Test func wrongVersion() {
-        // Version 1 agents (before the key proof) and version 2 (before the hot set) are
-        // refused at the first header.
-        #expect(firstError(Array(rawHeader(kind: 5, version: 1).prefix(5))) == .unsupportedVersion(found: 1, supported: 3))
-        #expect(firstError(Array(rawHeader(kind: 5, version: 2).prefix(5))) == .unsupportedVersion(found: 2, supported: 3))
-        #expect(firstError(Array(rawHeader(kind: 5, version: 4).prefix(5))) == .unsupportedVersion(found: 4, supported: 3))
-        #expect(firstError(rawHeader(kind: 5, version: 0)) == .unsupportedVersion(found: 0, supported: 3))
+        // Version 1 agents (before the key proof), version 2 (before the hot set) and
+        // version 3 (which refuses zeroPages frames mid-migration) are refused at the first header.
+        #expect(firstError(Array(rawHeader(kind: 5, version: 1).prefix(5))) == .unsupportedVersion(found: 1, supported: 4))
+        #expect(firstError(Array(rawHeader(kind: 5, version: 2).prefix(5))) == .unsupportedVersion(found: 2, supported: 4))
+        #expect(firstError(Array(rawHeader(kind: 5, version: 3).prefix(5))) == .unsupportedVersion(found: 3, supported: 4))
+        #expect(firstError(Array(rawHeader(kind: 5, version: 5).prefix(5))) == .unsupportedVersion(found: 5, supported: 4))
+        #expect(firstError(rawHeader(kind: 5, version: 0)) == .unsupportedVersion(found: 0, supported: 4))
     }
 
     @Test func unknownKind() {

@@ -239,6 +239,8 @@ public final class DestinationAgent: @unchecked Sendable {
         switch (phase, frame.header.kind) {
         case (.precopy, .pages):
             try installer.precopy(frame)
+        case (.precopy, .zeroPages):
+            try installer.precopyZero(first: Int(frame.header.arg), count: Int(frame.header.count))
         case (.precopy, .staleSet):
             guard case .staleSet(let pages) = try Message.decode(frame) else { return }
             Switchover.markStale(pages, tracker: tracker)
@@ -250,6 +252,10 @@ public final class DestinationAgent: @unchecked Sendable {
         case (.migrating, .pages):
             try installer.install(frame, demand: false, receivedAt: bulk!.lastReceiveNanos)
             installer.reportRoom(to: flow)
+            pagesArrived()
+        case (.migrating, .zeroPages):
+            try installer.installZero(first: Int(frame.header.arg), count: Int(frame.header.count),
+                                      receivedAt: bulk!.lastReceiveNanos)
             pagesArrived()
         case (.migrating, .endOfStream):
             guard case .endOfStream(_, let digest) = try Message.decode(frame) else { return }
@@ -624,6 +630,7 @@ public final class DestinationAgent: @unchecked Sendable {
         report.unrequestedPages = i.unrequested
         report.pagesDiscardedAsRemoved = i.discardedRemoved
         report.deferredInstalls = i.deferred
+        report.zeroPagesReceived = i.zero
         report.removedRanges = f.removedRanges
         report.removedPages = f.removedPages
         report.zeroPages = f.zeroFilled

@@ -34,6 +34,8 @@ final class PageInstaller {
         var discardedRemoved = 0
         /// Installs cut short by an unread event (`EAGAIN`), redone after reading it.
         var deferred = 0
+        /// Pages that came as all-zero runs (`zeroPages`), before or after switch-over.
+        var zero = 0
     }
 
     private let loop: EventLoop
@@ -50,6 +52,8 @@ final class PageInstaller {
     /// Installs background runs off the loop (nil: everything is installed here).
     private let background: BackgroundInstaller?
     private(set) var counts = Counts()
+    /// One page of zeros, for stale pages refreshed by a `zeroPages` run.
+    private let zeroPage: UnsafeMutableRawPointer
 
     init(resolver: any PageResolver, ioArena: Arena?, tracker: PageTracker, hashes: ReceivedHashes, phases: FaultPhaseClock,
          flow: BackgroundFlow, faults: FaultService, busyPoll: BusyPoll, background: BackgroundInstaller?, loop: EventLoop) {
@@ -64,7 +68,11 @@ final class PageInstaller {
         self.faults = faults
         self.busyPoll = busyPoll
         self.background = background
+        zeroPage = .allocate(byteCount: space.pageSize, alignment: 4096)
+        zeroPage.initializeMemory(as: UInt8.self, repeating: 0, count: space.pageSize)
     }
+
+    deinit { zeroPage.deallocate() }
 
     /// Installs the pages of a `pages` frame whose payload is still in the receive buffer.
     /// Background frames go in slices of `Tuning.backgroundSlice` pages with a look at
@@ -211,6 +219,87 @@ final class PageInstaller {
             if tracker.state(first + k) != .present { tracker.set(first + k, .present) }
         }
         counts.precopy += Int(frame.header.count)
+    }
+
+    /// A run of all-zero pages from the background stream: absent ones get a zero
+    /// page (`UFFDIO_ZEROPAGE`, which wakes their waiters), stale ones are refreshed
+    /// with zeros, the rest are handled as in `install`.
+    func installZero(first: Int, count: Int, receivedAt: UInt64) throws(AgentError) {
+        loop.assertOnLoop()
+        var i = first
+        let end = first + count
+        var stalls = 0
+        while i < end {
+            let state = tracker.state(i)
+            switch state {
+            case .present, .arriving:
+                counts.duplicates += 1
+                i += 1
+                continue
+            case .removed:
+                hashes.recordZero(i)
+                i += 1
+                continue
+            case .stale, .staleRequested:
+                try resolver.refresh(page: i, fresh: zeroPage)
+                counts.refreshed += 1
+                arrived(i, demand: state == .staleRequested, bytes: zeroPage, receivedAt: receivedAt)
+                counts.zero += 1
+                i += 1
+                continue
+            case .absent, .requested:
+                break
+            }
+            var runEnd = i
+            var answered = 0
+            while runEnd < end, case let s = tracker.state(runEnd), s == .absent || s == .requested {
+                tracker.set(runEnd, .present, demand: s == .requested)  // before the wake: the guest reads it
+                if s == .requested { answered += 1 }
+                runEnd += 1
+            }
+            let outcome = try resolver.installZero(first: i, count: runEnd - i)
+            counts.eexistRaces += outcome.alreadyPresent
+            var done = runEnd
+            if outcome.interrupted {
+                // As in `install`: give back what was not done, read the events, look again.
+                done = i + outcome.installed + outcome.alreadyPresent
+                for k in done..<runEnd {
+                    let wasRequested = tracker.wasDemandFetched(k)
+                    tracker.set(k, wasRequested ? .requested : .absent)
+                    if wasRequested { answered -= 1 }
+                }
+                stalls = done == i ? stalls + 1 : 0
+                guard stalls < Tuning.maxInstallStalls else {
+                    throw .kernel(UffdError("UFFDIO_ZEROPAGE of page \(i) (EAGAIN \(stalls) times in a row)", code: EAGAIN))
+                }
+                counts.deferred += 1
+                try faults.drain()
+                guard faults.serving else { return }
+            }
+            flow.demandAnswered(answered)
+            let resolvedAt = EventLoop.nowNanos()
+            for k in i..<done {
+                hashes.recordZero(k)
+                if tracker.wasDemandFetched(k) { phases.resolved(k, received: receivedAt, resolved: resolvedAt) }
+            }
+            counts.background += done - i
+            counts.zero += done - i
+            i = done
+        }
+    }
+
+    /// A run of all-zero pages before switch-over: zeros written through the io view
+    /// (the page may hold an earlier round's bytes).
+    func precopyZero(first: Int, count: Int) throws(AgentError) {
+        loop.assertOnLoop()
+        guard let arena = ioArena else { throw .protocolViolation("pre-copy pages for a VMM's memory, which has no pre-copy") }
+        for page in first..<(first + count) {
+            arena.ioPage(page).initializeMemory(as: UInt8.self, repeating: 0, count: arena.pageSize)
+            hashes.recordZero(page)
+            if tracker.state(page) != .present { tracker.set(page, .present) }
+        }
+        counts.precopy += count
+        counts.zero += count
     }
 
     /// Bookkeeping for one page resolved by refresh: state, hash, phases.

@@ -9,10 +9,16 @@ final class ReceivedHashes {
     let pageCount: Int
     let pageSize: Int
     private let hashes: UnsafeMutablePointer<UInt128>
+    /// The hash of an all-zero page, for pages that arrive as `zeroPages` runs.
+    private let zeroHash: UInt128
 
     init(pageCount: Int, pageSize: Int) {
         self.pageCount = pageCount
         self.pageSize = pageSize
+        let zeros = UnsafeMutableRawBufferPointer.allocate(byteCount: pageSize, alignment: 16)
+        zeros.initializeMemory(as: UInt8.self, repeating: 0)
+        zeroHash = PageHash.hash(UnsafeRawBufferPointer(zeros))
+        zeros.deallocate()
         hashes = .allocate(capacity: pageCount)
         hashes.initialize(repeating: 0, count: pageCount)
     }
@@ -22,6 +28,11 @@ final class ReceivedHashes {
     /// Records the hash of `bytes`, the page now held for `page`.
     @inline(__always) func record(_ page: Int, bytes: UnsafeRawPointer) {
         hashes[page] = PageHash.hash(UnsafeRawBufferPointer(start: bytes, count: pageSize))
+    }
+
+    /// Records that `page` now holds zeros.
+    @inline(__always) func recordZero(_ page: Int) {
+        hashes[page] = zeroHash
     }
 
     /// The 16 bytes of `page`'s hash, as a request frame carries them.

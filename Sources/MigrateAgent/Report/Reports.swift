@@ -83,6 +83,8 @@ public struct DestinationReport: Codable, Sendable {
     public var removedPages = 0
     public var zeroPages = 0
     public var deferredInstalls = 0
+    /// Pages that arrived as `zeroPages` frames (all zero at the source): mapped as zero pages.
+    public var zeroPagesReceived = 0
     /// Bytes of pages that came after the guest gave them back (not installed).
     public var pagesDiscardedAsRemoved = 0
     public var sourceDigest: String?
@@ -147,6 +149,9 @@ public struct SourceReport: Codable, Sendable {
     public var demandRequests = 0
     public var demandPagesSent = 0
     public var backgroundPagesSent = 0
+    /// Pages of the pre-copy rounds and the background stream that were all zero:
+    /// sent as `zeroPages` frames, a header without the page.
+    public var zeroPagesSent = 0
     public var guestPagesWritten = 0
     public var elapsedSeconds = 0.0
     public var digest: String?

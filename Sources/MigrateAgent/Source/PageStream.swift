@@ -21,8 +21,9 @@ extension TCPConnection: PageSink {}
 /// goes round the arena from a cursor the guest's demand requests can move
 /// (`follow`): after a request for page p it continues at p + 1, where a guest
 /// reading forwards goes next, and comes back for what it jumped over. It is
-/// finished when every page is in the skip set. Threading: the source's loop
-/// thread only.
+/// finished when every page is in the skip set. All-zero pages go as
+/// `zeroPages` frames, a header without payload; the destination maps a zero
+/// page for them. Threading: the source's loop thread only.
 final class PageStream {
     private let arena: Arena
     private let pages: [Int]?
@@ -38,6 +39,8 @@ final class PageStream {
     private(set) var pagesSent = 0
     /// Pages of `head` this stream sent (the rest had gone on demand).
     private(set) var headPagesSent = 0
+    /// Of `pagesSent`, the all-zero pages sent as `zeroPages` frames.
+    private(set) var zeroPagesSent = 0
 
     /// Streams `pages` in this order, or the whole arena when nil (then `head` first).
     init(arena: Arena, pages: [Int]?, head: [Int] = [], flags: PageFlags = [], pagesPerFrame: Int, skip: PageSet? = nil) {
@@ -85,9 +88,7 @@ final class PageStream {
             var n = 1
             while cursor + n < count, n < pagesPerFrame, page(at: cursor + n) == first + n, !(skip?.contains(first + n) ?? false) { n += 1 }
             skip?.insert(first: first, count: n)
-            connection.send(kind: .pages, flags: flags.rawValue, count: UInt32(n), arg: UInt64(first),
-                            payload: UnsafeRawBufferPointer(start: arena.ioPage(first), count: n * arena.pageSize))
-            pagesSent += n
+            send(first: first, count: n, to: connection)
             cursor += n
             if circular && cursor == count { cursor = 0 }
         }
@@ -104,10 +105,53 @@ final class PageStream {
         var n = 1
         while headCursor + n < head.count, n < pagesPerFrame, head[headCursor + n] == first + n, !skip.contains(first + n) { n += 1 }
         skip.insert(first: first, count: n)
-        connection.send(kind: .pages, flags: flags.rawValue, count: UInt32(n), arg: UInt64(first),
-                        payload: UnsafeRawBufferPointer(start: arena.ioPage(first), count: n * arena.pageSize))
-        pagesSent += n
+        send(first: first, count: n, to: connection)
         headPagesSent += n
         headCursor += n
+    }
+
+    /// Queues `count` pages from `first`: runs of all-zero pages as `zeroPages`
+    /// frames, the others as `pages` frames referencing the arena.
+    private func send(first: Int, count: Int, to connection: some PageSink) {
+        let isZero = { (page: Int) in self.arena.ioPage(page).isZeroPage(byteCount: self.arena.pageSize) }
+        var start = 0
+        var zero = isZero(first)
+        while start < count {
+            var end = start + 1
+            var nextZero = zero  // the page that ends this run starts the next: looked at once
+            while end < count {
+                nextZero = isZero(first + end)
+                if nextZero != zero { break }
+                end += 1
+            }
+            let n = end - start
+            if zero {
+                connection.send(kind: .zeroPages, flags: 0, count: UInt32(n), arg: UInt64(first + start), payload: nil)
+                zeroPagesSent += n
+            } else {
+                connection.send(kind: .pages, flags: flags.rawValue, count: UInt32(n), arg: UInt64(first + start),
+                                payload: UnsafeRawBufferPointer(start: arena.ioPage(first + start), count: n * arena.pageSize))
+            }
+            start = end
+            zero = nextZero
+        }
+        pagesSent += count
+    }
+}
+
+extension UnsafeMutableRawPointer {
+    /// Whether the `byteCount` bytes here (a multiple of 8) are all zero. Stops at
+    /// the first non-zero 64-byte block, so a page with data costs a few loads.
+    func isZeroPage(byteCount: Int) -> Bool {
+        let words = UnsafeRawPointer(self).assumingMemoryBound(to: UInt64.self)
+        var i = 0
+        let n = byteCount / 8
+        while i < n {
+            var any: UInt64 = 0
+            for k in i..<min(i + 8, n) { any |= words[k] }
+            if any != 0 { return false }
+            i += 8
+        }
+        return true
     }
 }

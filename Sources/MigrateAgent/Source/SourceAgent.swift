@@ -47,7 +47,11 @@ public final class SourceAgent: @unchecked Sendable {
     private var demand: DemandServer?
     private var sessionID: UInt128 = 0
     /// The current stream: a pre-copy round, then the post-copy background stream.
-    private var stream: PageStream?
+    private var stream: PageStream? {
+        willSet { zeroPagesOfEndedStreams += stream?.zeroPagesSent ?? 0 }
+    }
+    /// All-zero pages the streams before the current one sent as `zeroPages` frames.
+    private var zeroPagesOfEndedStreams = 0
     /// Continues the stream on the next turn when the socket took everything at once.
     private var pumpAgain: NextTurn?
     private var tracker: (any DirtyTracking)?
@@ -592,6 +596,7 @@ public final class SourceAgent: @unchecked Sendable {
         if let precopy { report.precopyRounds = precopy.rounds }
         report.refusedConnections = pending?.refused ?? 0
         report.streamHeadPages = streamHead.count
+        report.zeroPagesSent = zeroPagesOfEndedStreams + (stream?.zeroPagesSent ?? 0)
         if phase == .postcopy || phase == .finished { report.streamHeadPagesSent = stream?.headPagesSent ?? 0 }
         report.authentication = ConnectionAuth.describe(key: configuration.key, encrypt: configuration.encrypt)
 
