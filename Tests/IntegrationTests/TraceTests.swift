@@ -89,6 +89,9 @@ struct TraceTests {
                 case .pages(let first, let count, _, let bytes):
                     keep(first: first, count: count, bytes: bytes)
                     streamOrder += (Int(first)..<(Int(first) + count))
+                case .zeroPages(let first, let count):  // all-zero pages come without their bytes
+                    keep(first: first, count: count, bytes: [UInt8](repeating: 0, count: count * TraceTests.pageSize))
+                    streamOrder += (Int(first)..<(Int(first) + count))
                 case .endOfStream(_, let digest):
                     return digest
                 default:
