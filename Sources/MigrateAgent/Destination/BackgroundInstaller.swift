@@ -61,6 +61,9 @@ final class BackgroundInstaller: @unchecked Sendable {
     private let finished = DispatchSemaphore(value: 0)
     private var running = false
     private var wake: LoopSignal?
+    /// Set (under the lock) before `wake` closes: a worker that outlived `stop`
+    /// never signals a closed handle. Taken once per batch, never per page.
+    private let wakeClosed = Mutex(false)
     private let yieldsToDemand: Bool
 
     init(resolver: any PageResolver, hashes: ReceivedHashes, yieldsToDemand: Bool = true) {
@@ -139,17 +142,24 @@ final class BackgroundInstaller: @unchecked Sendable {
 
     /// Ends the worker once it finished its current run. Loop thread; waits at most
     /// `seconds` (an install never blocks: after `release` it fails at once).
-    func stop(within seconds: Double = 5) {
-        guard running else { return }
+    /// Returns false when the worker was still running then: it is left behind,
+    /// holding only this object, and it never touches the loop again.
+    @discardableResult
+    func stop(within seconds: Double = 5) -> Bool {
+        guard running else { return true }
         running = false
         stopping.store(true, ordering: .releasing)
         work.signal()
-        if finished.wait(timeout: .now() + seconds) == .timedOut {
-            // Not expected: the worker would still signal a closed handle.
-            fatalError("the page-installer thread did not end within \(seconds) s")
-        }
+        let ended = finished.wait(timeout: .now() + seconds) == .success
+        wakeClosed.withLock { $0 = true }
         wake?.close()
         wake = nil
+        return ended
+    }
+
+    /// Wakes the loop to collect, unless `stop` closed the way there. Worker thread.
+    private func signalLoop() {
+        wakeClosed.withLock { closed in if !closed { wake?.signal() } }
     }
 
     private func run() {
@@ -171,12 +181,12 @@ final class BackgroundInstaller: @unchecked Sendable {
                 // preempts this thread when they share a CPU.
                 if next - signaled >= slotCount / 2 {
                     signaled = next
-                    wake?.signal()
+                    signalLoop()
                 }
             }
             if next == offered.load(ordering: .acquiring), signaled != next {  // caught up: the loop takes what is done
                 signaled = next
-                wake?.signal()
+                signalLoop()
             }
         }
     }

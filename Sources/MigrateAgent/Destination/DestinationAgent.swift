@@ -581,7 +581,10 @@ public final class DestinationAgent: @unchecked Sendable {
         // Success: the guest needs us no more. Failure: unregister our own arena so a
         // blocked guest thread retries and goes on (a VMM's regions are left as they are).
         if succeeded && tracker.isComplete { resolver.finish() } else { resolver.release() }
-        background?.stop()  // after the release: an install in flight then fails at once
+        // After the release: an install in flight then fails at once.
+        if background?.stop() == false {
+            report.warning = report.warning ?? "the page-installer thread did not end within 5 s of the end; it was left behind"
+        }
         vmmWatch?.close()
         mapper?.close()
         poller?.close()
