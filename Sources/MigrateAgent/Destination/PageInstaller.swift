@@ -74,16 +74,38 @@ final class PageInstaller {
 
     deinit { zeroPage.deallocate() }
 
+    /// Where the bytes of a run are: in a `pages` frame's payload, still in the
+    /// receive buffer, or all zero (a `zeroPages` run, which carries none).
+    private enum RunBytes {
+        case payload(UnsafeRawPointer)
+        case zeros
+    }
+
     /// Installs the pages of a `pages` frame whose payload is still in the receive buffer.
-    /// Background frames go in slices of `Tuning.backgroundSlice` pages with a look at
+    func install(_ frame: ParsedFrame, demand: Bool, receivedAt: UInt64) throws(AgentError) {
+        try place(first: Int(frame.header.arg), count: Int(frame.header.count), .payload(frame.payload.baseAddress!),
+                  demand: demand, receivedAt: receivedAt)
+    }
+
+    /// Installs a `zeroPages` run of the background stream: absent pages get a zero
+    /// page (`UFFDIO_ZEROPAGE`), stale ones are refreshed with zeros.
+    func installZero(first: Int, count: Int, receivedAt: UInt64) throws(AgentError) {
+        try place(first: first, count: count, .zeros, demand: false, receivedAt: receivedAt)
+    }
+
+    /// Puts `count` pages from `first` in place, by their state in the tracker.
+    /// Background runs go in slices of `Tuning.backgroundSlice` pages with a look at
     /// the userfaultfd in between: a fault arriving mid-frame would otherwise wait for
     /// every COPY of the frame (each up to ~10 µs on memory the host must back again).
-    func install(_ frame: ParsedFrame, demand: Bool, receivedAt: UInt64) throws(AgentError) {
+    private func place(first: Int, count: Int, _ source: RunBytes, demand: Bool, receivedAt: UInt64) throws(AgentError) {
         loop.assertOnLoop()
-        let first = Int(frame.header.arg)
-        let count = Int(frame.header.count)
         let pageSize = space.pageSize
-        let payload = frame.payload.baseAddress!
+        func bytes(_ k: Int) -> UnsafeRawPointer {
+            if case .payload(let payload) = source { payload + k * pageSize } else { UnsafeRawPointer(zeroPage) }
+        }
+        func record(_ k: Int) {
+            if case .payload = source { hashes.record(first + k, bytes: bytes(k)) } else { hashes.recordZero(first + k) }
+        }
         var i = 0
         var installed = 0
         var stalls = 0  // interrupted installs in a row that made no progress
@@ -96,21 +118,21 @@ final class PageInstaller {
                 continue
             case .removed:
                 // The guest gave it back: it reads zeros. Its hash still counts for the digest.
-                hashes.record(first + i, bytes: payload + i * pageSize)
+                record(i)
                 counts.discardedRemoved += 1
                 i += 1
                 continue
             case .stale, .staleRequested:
-                try resolver.refresh(page: first + i, fresh: payload + i * pageSize)
+                try resolver.refresh(page: first + i, fresh: bytes(i))
                 counts.refreshed += 1
-                arrived(first + i, demand: state == .staleRequested, bytes: payload + i * pageSize, receivedAt: receivedAt)
+                arrived(first + i, demand: state == .staleRequested, bytes: bytes(i), receivedAt: receivedAt)
                 installed += 1
                 i += 1
                 continue
             case .absent, .requested:
                 break
             }
-            if !demand, state == .absent, let background, background.hasFreeSlot {
+            if !demand, state == .absent, case .payload(let payload) = source, let background, background.hasFreeSlot {
                 // Requested pages stay below: installing them here answers their faults sooner.
                 var end = i + 1
                 while end < count, end - i < background.slotPages, tracker.state(first + end) == .absent { end += 1 }
@@ -131,7 +153,10 @@ final class PageInstaller {
                 if s == .requested { answered += 1 } else if demand { counts.unrequested += 1 }
                 end += 1
             }
-            let outcome = try resolver.installAbsent(first: first + i, count: end - i, from: payload + i * pageSize)
+            let outcome = switch source {
+            case .payload: try resolver.installAbsent(first: first + i, count: end - i, from: bytes(i))
+            case .zeros: try resolver.installZero(first: first + i, count: end - i)
+            }
             counts.eexistRaces += outcome.alreadyPresent
             if outcome.interrupted {
                 // An event waits to be read (a VMM's removal): give back what was not
@@ -144,7 +169,8 @@ final class PageInstaller {
                 }
                 stalls = done == i ? stalls + 1 : 0
                 guard stalls < Tuning.maxInstallStalls else {
-                    throw .kernel(UffdError("UFFDIO_COPY of page \(first + i) (EAGAIN \(stalls) times in a row)", code: EAGAIN))
+                    let ioctl = if case .zeros = source { "UFFDIO_ZEROPAGE" } else { "UFFDIO_COPY" }
+                    throw .kernel(UffdError("\(ioctl) of page \(first + i) (EAGAIN \(stalls) times in a row)", code: EAGAIN))
                 }
                 end = done
                 counts.deferred += 1
@@ -152,7 +178,7 @@ final class PageInstaller {
             flow.demandAnswered(answered)
             let resolvedAt = EventLoop.nowNanos()
             for k in i..<end {
-                hashes.record(first + k, bytes: payload + k * pageSize)
+                record(k)
                 if tracker.wasDemandFetched(first + k) { phases.resolved(first + k, received: receivedAt, resolved: resolvedAt) }
             }
             installed += end - i
@@ -162,6 +188,7 @@ final class PageInstaller {
                 guard faults.serving else { return }
             }
         }
+        if case .zeros = source { counts.zero += installed }
         if demand {
             counts.demand += installed
             busyPoll.extend(from: receivedAt)  // the woken guest thread is likely to fault again soon
@@ -219,73 +246,6 @@ final class PageInstaller {
             if tracker.state(first + k) != .present { tracker.set(first + k, .present) }
         }
         counts.precopy += Int(frame.header.count)
-    }
-
-    /// A run of all-zero pages from the background stream: absent ones get a zero
-    /// page (`UFFDIO_ZEROPAGE`, which wakes their waiters), stale ones are refreshed
-    /// with zeros, the rest are handled as in `install`.
-    func installZero(first: Int, count: Int, receivedAt: UInt64) throws(AgentError) {
-        loop.assertOnLoop()
-        var i = first
-        let end = first + count
-        var stalls = 0
-        while i < end {
-            let state = tracker.state(i)
-            switch state {
-            case .present, .arriving:
-                counts.duplicates += 1
-                i += 1
-                continue
-            case .removed:
-                hashes.recordZero(i)
-                i += 1
-                continue
-            case .stale, .staleRequested:
-                try resolver.refresh(page: i, fresh: zeroPage)
-                counts.refreshed += 1
-                arrived(i, demand: state == .staleRequested, bytes: zeroPage, receivedAt: receivedAt)
-                counts.zero += 1
-                i += 1
-                continue
-            case .absent, .requested:
-                break
-            }
-            var runEnd = i
-            var answered = 0
-            while runEnd < end, case let s = tracker.state(runEnd), s == .absent || s == .requested {
-                tracker.set(runEnd, .present, demand: s == .requested)  // before the wake: the guest reads it
-                if s == .requested { answered += 1 }
-                runEnd += 1
-            }
-            let outcome = try resolver.installZero(first: i, count: runEnd - i)
-            counts.eexistRaces += outcome.alreadyPresent
-            var done = runEnd
-            if outcome.interrupted {
-                // As in `install`: give back what was not done, read the events, look again.
-                done = i + outcome.installed + outcome.alreadyPresent
-                for k in done..<runEnd {
-                    let wasRequested = tracker.wasDemandFetched(k)
-                    tracker.set(k, wasRequested ? .requested : .absent)
-                    if wasRequested { answered -= 1 }
-                }
-                stalls = done == i ? stalls + 1 : 0
-                guard stalls < Tuning.maxInstallStalls else {
-                    throw .kernel(UffdError("UFFDIO_ZEROPAGE of page \(i) (EAGAIN \(stalls) times in a row)", code: EAGAIN))
-                }
-                counts.deferred += 1
-                try faults.drain()
-                guard faults.serving else { return }
-            }
-            flow.demandAnswered(answered)
-            let resolvedAt = EventLoop.nowNanos()
-            for k in i..<done {
-                hashes.recordZero(k)
-                if tracker.wasDemandFetched(k) { phases.resolved(k, received: receivedAt, resolved: resolvedAt) }
-            }
-            counts.background += done - i
-            counts.zero += done - i
-            i = done
-        }
     }
 
     /// A run of all-zero pages before switch-over: zeros written through the io view
