@@ -15,8 +15,8 @@ import Synchronization
 /// faulted on those pages meanwhile), records the pages' hashes, and signals
 /// the loop, which marks them present (`collect`). The tracker keeps one
 /// writer, the loop. A full ring means the destination installs slower than
-/// the stream arrives: the loop installs the frame itself and pauses the bulk
-/// connection until a slot is free.
+/// the stream arrives: the loop installs what is left of the frame itself and
+/// stops reading the bulk connection until half the ring is free again.
 ///
 /// Demand first (`yieldsToDemand`): while the guest faults on pages it must
 /// request (within `Tuning.installerYieldNanos`), the worker runs as `SCHED_IDLE`, so the loop,
@@ -53,7 +53,8 @@ final class BackgroundInstaller: @unchecked Sendable {
     private let offered = Atomic<Int>(0)
     private let done = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
-    /// When the loop last read a fault (monotonic nanoseconds; relaxed: a hint).
+    /// When the loop last sent demand requests (monotonic nanoseconds; 0 when a
+    /// fault waits on this worker; relaxed: a hint).
     private let lastFaultNanos = Atomic<UInt64>(0)
     /// Slots the loop took back (loop only).
     private var collected = 0
@@ -163,7 +164,6 @@ final class BackgroundInstaller: @unchecked Sendable {
     }
 
     private func run() {
-        // Linux: PRIO_PROCESS with a thread id sets that thread's nice value.
         var yielding = false
         var next = 0
         var signaled = 0
