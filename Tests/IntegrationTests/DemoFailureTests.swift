@@ -114,12 +114,16 @@ struct DemoFailureTests {
 
     @Test("--timeout ends the demo and both agents at that time")
     func timeout() throws {
-        let demo = try AgentHarness.start(["demo", "--arena", "1GiB", "--guest-threads", "1", "--timeout", "3"])
+        // Pre-copy against a guest that dirties faster than any round copies: up to 100
+        // rounds, far beyond 3 s however fast the agents are (a 1 GiB migration alone no
+        // longer took 3 s). Both agents run when the timeout hits.
+        let demo = try AgentHarness.start(["demo", "--arena", "512MiB", "--guest-threads", "1", "--precopy-rounds", "100",
+                                           "--dirty-rate", "1000000", "--timeout", "3"])
         defer { demo.terminate() }
         let exit = demo.wait(seconds: 60)
         let output = demo.capturedOutput
         #expect(exit == 1, "\(output)")
-        #expect(output.contains("within 3.0 s"), "\(output)")
+        #expect(output.contains("the migration did not finish within 3.0 s"), "\(output)")
     }
 
     @Test("a demo that succeeds exits 0 and leaves no directory behind")
