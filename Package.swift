@@ -24,8 +24,10 @@ let package = Package(
         .target(name: "CGuestAccess"),
         // libuv, found through pkg-config (Debian: libuv1-dev).
         .systemLibrary(name: "CLibUV", pkgConfig: "libuv", providers: [.apt(["libuv1-dev"])]),
-        // The wire protocol: pure Swift, no I/O.
-        .target(name: "Wire"),
+        // XXH3, the page hash both agents compute (Debian's libxxhash-dev).
+        .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
+        // The wire protocol: no I/O; the page hash is XXH3-128.
+        .target(name: "Wire", dependencies: ["CXXHash"]),
         .target(
             name: "MigrateAgent",
             dependencies: [
