@@ -90,13 +90,7 @@ final class BackgroundInstaller: @unchecked Sendable {
         loop.assertOnLoop()
         wake = LoopSignal(loop: loop, completed)
         running = true
-        let thread = Thread { [self] in
-            run()
-            finished.signal()
-        }
-        thread.name = "page-installer"
-        thread.stackSize = 1 << 20
-        thread.start()
+        startWorkerThread(name: "page-installer", finished: finished) { [self] in run() }
     }
 
     /// A slot is free for `offer`.

@@ -55,13 +55,7 @@ final class MinorFaultHandler: @unchecked Sendable {
     /// Starts the thread. The thread keeps this object alive until it returns.
     func start() {
         running = true
-        let thread = Thread { [self] in
-            run()
-            finished.signal()
-        }
-        thread.name = "access-sampler"
-        thread.stackSize = 1 << 20
-        thread.start()
+        startWorkerThread(name: "access-sampler", finished: finished) { [self] in run() }
     }
 
     /// Asks the thread to end and waits for it until `deadline`; true when it ended (or never ran).
