@@ -101,15 +101,8 @@ final class LinkHosts: @unchecked Sendable {
         (sourceAddress, destinationAddress) = ("10.78.\(subnet).1", "10.78.\(subnet).2")
         (sourceDevice, destinationDevice) = ("mabs\(pid % 10_000_000)", "mabd\(pid % 10_000_000)")
         do {
-            for command in [
-                ["netns", "add", source], ["netns", "add", destination],
-                ["link", "add", sourceDevice, "type", "veth", "peer", "name", destinationDevice],
-                ["link", "set", sourceDevice, "netns", source], ["link", "set", destinationDevice, "netns", destination],
-                ["-n", source, "addr", "add", "\(sourceAddress)/24", "dev", sourceDevice],
-                ["-n", destination, "addr", "add", "\(destinationAddress)/24", "dev", destinationDevice],
-                ["-n", source, "link", "set", sourceDevice, "up"], ["-n", destination, "link", "set", destinationDevice, "up"],
-                ["-n", source, "link", "set", "lo", "up"], ["-n", destination, "link", "set", "lo", "up"],
-            ] {
+            for command in VethPair.commands(namespaces: (source, destination), devices: (sourceDevice, destinationDevice),
+                                             addresses: (sourceAddress, destinationAddress)) {
                 try Self.run(Self.ip!, command)
             }
             for (namespace, device) in [(source, sourceDevice), (destination, destinationDevice)] {

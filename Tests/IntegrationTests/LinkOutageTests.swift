@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import MigrateAgent
+import MigrateBench
 import MigrateDemo
 import Testing
 
@@ -25,15 +26,8 @@ struct LinkOutageTests {
             (source, destination) = ("ma-src-\(tag)", "ma-dst-\(tag)")
             (sourceAddress, destinationAddress) = ("10.77.\(subnet).1", "10.77.\(subnet).2")
             let sourceLink = "mas\(getpid() % 100_000)"
-            for command in [
-                ["netns", "add", source], ["netns", "add", destination],
-                ["link", "add", sourceLink, "type", "veth", "peer", "name", destinationLink],
-                ["link", "set", sourceLink, "netns", source], ["link", "set", destinationLink, "netns", destination],
-                ["-n", source, "addr", "add", "\(sourceAddress)/24", "dev", sourceLink],
-                ["-n", destination, "addr", "add", "\(destinationAddress)/24", "dev", destinationLink],
-                ["-n", source, "link", "set", sourceLink, "up"], ["-n", destination, "link", "set", destinationLink, "up"],
-                ["-n", source, "link", "set", "lo", "up"], ["-n", destination, "link", "set", "lo", "up"],
-            ] {
+            for command in VethPair.commands(namespaces: (source, destination), devices: (sourceLink, destinationLink),
+                                             addresses: (sourceAddress, destinationAddress)) {
                 try Self.run(command)
             }
         }

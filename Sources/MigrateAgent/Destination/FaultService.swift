@@ -111,7 +111,8 @@ final class FaultService {
     }
 
     private func serve(_ page: Int, _ kind: FaultKind, now: UInt64) throws(AgentError) {
-        switch FaultAction.decide(state: tracker.state(page), kind: kind, keepsStaleCopy: resolver.keepsStaleCopy) {
+        let state = tracker.state(page)
+        switch FaultAction.decide(state: state, kind: kind, keepsStaleCopy: resolver.keepsStaleCopy) {
         case .requestAbsent:
             requestedThisDrain = true
             counts.missing += 1
@@ -125,7 +126,7 @@ final class FaultService {
             requestFresh(page, withHash: withHash, at: now)
         case .shareRequest:
             counts.shared += 1
-            if tracker.state(page) == .arriving { waitsOnInstaller = true }
+            if state == .arriving { waitsOnInstaller = true }
         case .wakeLate:
             counts.late += 1
             // A failed wake would leave the faulting thread blocked: that ends the migration.
@@ -139,7 +140,7 @@ final class FaultService {
         case .disagreement:
             counts.disagreements += 1
             progress("destination: error: a \(kind.rawValue) fault on page \(page) disagrees with "
-                + "the tracker, which holds it as \(tracker.state(page)); fetching fresh bytes")
+                + "the tracker, which holds it as \(state); fetching fresh bytes")
             requestFresh(page, withHash: false, at: now)
         }
     }
