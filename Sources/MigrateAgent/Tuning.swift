@@ -13,6 +13,9 @@ enum Tuning {
     /// How long after the loop last read a fault the background installer keeps
     /// running as `SCHED_IDLE` (demand work first).
     static let installerYieldNanos: UInt64 = 2_000_000
+    /// Demand faults in flight whose phases the destination times at once
+    /// (`InFlightFaults`): one per blocked guest thread is enough.
+    static let faultsMeasuredInFlight = 1024
     /// Bytes the destination decodes from the bulk connection per loop turn.
     static let bulkReadBudget = 256 * 1024
     /// Pre-copied pages mapped into the guest view per loop turn after switch-over (`HeldPageMapper`).

@@ -12,7 +12,8 @@ public enum AccessPattern: String, Codable, Sendable, CaseIterable {
     /// With `hotset`, the hot pages are those of `pages` in `hotSet`, shared by every
     /// thread and by source and destination (a thread with none of them uses its first page).
     /// Public for the benchmark's baselines, which walk pages in the guest's random order.
-    public func order(pages: [Int], seed: UInt64, hotSet: HotSet = HotSet()) -> [Int] {
+    /// Generic over the index type: the destination's guest keeps 4-byte indices, half the memory.
+    public func order<Page: FixedWidthInteger>(pages: [Page], seed: UInt64, hotSet: HotSet = HotSet()) -> [Page] {
         var rng = SplitMix64(seed: seed)
         switch self {
         case .sequential:
@@ -23,7 +24,7 @@ public enum AccessPattern: String, Codable, Sendable, CaseIterable {
             return shuffled
         case .hotset:
             guard !pages.isEmpty else { return [] }
-            var hot = pages.filter(hotSet.contains)
+            var hot = pages.filter { hotSet.contains(Int($0)) }
             if hot.isEmpty { hot = [pages[0]] }
             // 90% of accesses to the hot pages, 10% to any page of the thread.
             return (0..<pages.count).map { _ in

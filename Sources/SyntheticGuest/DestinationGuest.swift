@@ -64,6 +64,9 @@ public final class DestinationGuest: DestinationWorkload, @unchecked Sendable {
         guard let versions = GuestVersions(encoded: state, pageCount: pageCount) else {
             throw .protocolViolation("guest state of \(state.count) bytes does not fit \(pageCount) pages")
         }
+        guard pageCount <= Int(UInt32.max) else {  // the walk holds 4-byte indices
+            throw .protocolViolation("the synthetic guest walks at most \(UInt32.max) pages, not \(pageCount)")
+        }
         self.arena = context.arena
         self.versions = versions
         self.context = context
@@ -78,19 +81,21 @@ public final class DestinationGuest: DestinationWorkload, @unchecked Sendable {
     private func startThreads() {
         let n = configuration.threads
         threads.start(count: n, name: "guest") { [self] t in
-            let pages = Array(stride(from: t, to: arena.pageCount, by: n))
+            // 4-byte page indices: the walk is the largest thing a guest thread keeps.
+            let pages = Array(stride(from: UInt32(t), to: UInt32(arena.pageCount), by: n))
             let order = configuration.pattern.order(pages: pages, seed: configuration.seed &+ UInt64(t))
             run(thread: t, of: n, order: order, result: resultSlots + t)
         }
     }
 
-    private func run(thread t: Int, of n: Int, order: [Int], result: UnsafeMutablePointer<ThreadResult>) {
+    private func run(thread t: Int, of n: Int, order: [UInt32], result: UnsafeMutablePointer<ThreadResult>) {
         let pageSize = arena.pageSize
         var rng = SplitMix64(seed: configuration.seed ^ 0xA5A5 &+ UInt64(t))
         let writeThreshold = UInt64(configuration.writeRatio * Double(UInt64.max >> 11)) << 11
         var touched = [Bool](repeating: false, count: arena.pageCount / n + 1)
         result.pointee.firstTouchStartNanos = EventLoop.nowNanos()
-        for page in order {
+        for index in order {
+            let page = Int(index)
             if aborted.load(ordering: .relaxed) { break }
             let address = arena.guestPage(page)
             let first = !touched[page / n]

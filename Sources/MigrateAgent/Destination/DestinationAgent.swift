@@ -290,7 +290,7 @@ public final class DestinationAgent: @unchecked Sendable {
         if let arena = memory.arena, let guest = configuration.workload() {
             let tracker = self.tracker
             try guest.start(state: frame.payload, context: DestinationGuestContext(
-                arena: arena, wasDemandFetched: { tracker.wasDemandFetched($0) }, touchLog: phases.touchLog))
+                arena: arena, wasDemandFetched: { tracker.wasDemandFetched($0) }, touchLog: phases.makeTouchLog()))
             self.guest = guest
         }
         report.switchoverApplyMillis = Double(EventLoop.nowNanos() - applyStart) / 1e6
@@ -653,7 +653,7 @@ public final class DestinationAgent: @unchecked Sendable {
         if let guest {
             let outcome = guest.finish(within: configuration.guestDeadlineSeconds)
             if outcome.finished {
-                phases.collectWakeUps(pageCount: space.pageCount)
+                phases.collectWakeUps()
                 report.phases = phases.summary
                 report.faultLatencyMicros = LatencySummary(outcome.faultLatency)
                 faultLatencyHistogram = outcome.faultLatency

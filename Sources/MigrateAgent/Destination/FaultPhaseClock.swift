@@ -1,16 +1,19 @@
 import Histogram
 
-/// Timestamps of the demand faults in flight, per page, and histograms of the
-/// phases they went through: delivered (guest access until the loop read the
-/// fault), request written, page received, resolved, and woken (resolved until
-/// the guest ran again). Flat arrays allocated once: nothing per fault.
+/// Timestamps of the demand faults in flight, and histograms of the phases
+/// they went through: delivered (guest access until the loop read the fault),
+/// request written, page received, resolved, and woken (resolved until the
+/// guest ran again). What it keeps is bounded by the faults in flight
+/// (`InFlightFaults`), not the arena; the per-page stamps of delivery and
+/// wake-up exist only with a guest in this process (`TouchLog`). Allocated
+/// once: nothing per fault.
 /// Threading: the destination's loop thread only, except `collectWakeUps`,
 /// called after the guest threads were joined.
 final class FaultPhaseClock {
-    let touchLog: TouchLog
-    private let faultRead: UnsafeMutablePointer<UInt64>
-    private let requestWritten: UnsafeMutablePointer<UInt64>
-    private let resolvedAt: UnsafeMutablePointer<UInt64>
+    private let pageCount: Int
+    /// Set when a guest starts in this process (`makeTouchLog`).
+    private(set) var touchLog: TouchLog?
+    private var inFlight = InFlightFaults(capacity: Tuning.faultsMeasuredInFlight)
     private var deliveredHistogram = LatencySummary.makePhaseHistogram()
     private var wokenHistogram = LatencySummary.makePhaseHistogram()
     private var batch: [Int] = []
@@ -24,61 +27,59 @@ final class FaultPhaseClock {
     private(set) var log2Micros = [UInt64](repeating: 0, count: 32)
 
     init(pageCount: Int) {
-        touchLog = TouchLog(pageCount: pageCount)
-        // Written only for demand-fetched pages: untouched pages cost no memory.
-        resolvedAt = ZeroedArray.allocate(UInt64.self, count: pageCount)
-        faultRead = ZeroedArray.allocate(UInt64.self, count: pageCount)
-        requestWritten = ZeroedArray.allocate(UInt64.self, count: pageCount)
+        self.pageCount = pageCount
         batch.reserveCapacity(4096)
     }
 
-    deinit {
-        ZeroedArray.free(resolvedAt)
-        ZeroedArray.free(faultRead)
-        ZeroedArray.free(requestWritten)
+    /// The log the guest about to start here stamps its accesses in.
+    func makeTouchLog() -> TouchLog {
+        let log = touchLog ?? TouchLog(pageCount: pageCount)
+        touchLog = log
+        return log
     }
+
+    /// Demand faults whose phases were not measured: more were in flight at once than the clock holds.
+    var unmeasured: Int { inFlight.unmeasured }
 
     /// A fault on `page` was read and its request queued.
     func requested(_ page: Int, at now: UInt64) {
-        faultRead[page] = now
-        let touched = touchLog.start(of: page)
-        if touched != 0 && touched <= now { _ = deliveredHistogram.record(now - touched) }
+        inFlight.insert(page, read: now)
+        if let delivered = touchLog?.delivery(of: page, readAt: now) { _ = deliveredHistogram.record(delivered) }
         if batch.count < batch.capacity { batch.append(page) }
     }
 
     /// The queued requests were handed to the socket.
     func flushed(at now: UInt64) {
-        for page in batch { requestWritten[page] = now }
+        for page in batch { inFlight.written(page, at: now) }
         batch.removeAll(keepingCapacity: true)
     }
 
     /// A requested page arrived (read at `received`) and was resolved at `resolved`.
     func resolved(_ page: Int, received: UInt64, resolved: UInt64) {
-        let read = faultRead[page]
-        guard read != 0 else { return }
-        let written = max(requestWritten[page], read)
+        guard let stamps = inFlight.remove(page) else { return }
+        let read = stamps.read
+        let written = max(stamps.written, read)
         _ = writtenHistogram.record(written - read)
         _ = receivedHistogram.record(received > written ? received - written : 0)
         _ = resolvedHistogram.record(resolved > received ? resolved - received : 0)
-        _ = totalHistogram.record(resolved - read)
-        let micros = (resolved - read) / 1000
+        _ = totalHistogram.record(resolved > read ? resolved - read : 0)
+        let micros = (resolved > read ? resolved - read : 0) / 1000
         log2Micros[micros == 0 ? 0 : min(31, 63 - micros.leadingZeroBitCount)] += 1
-        resolvedAt[page] = resolved
-        faultRead[page] = 0
+        touchLog?.resolved(page, at: resolved)
     }
 
+    /// A requested page will not be answered (the guest gave it back): its fault is no longer in flight.
+    func abandoned(_ page: Int) { _ = inFlight.remove(page) }
+
     /// After the guest threads ended: how long each resolved fault took to resume its thread.
-    func collectWakeUps(pageCount: Int) {
-        for page in 0..<pageCount where resolvedAt[page] != 0 {
-            let end = touchLog.end(of: page)
-            if end >= resolvedAt[page] { _ = wokenHistogram.record(end - resolvedAt[page]) }
-        }
+    func collectWakeUps() {
+        touchLog?.recordWakeUps { _ = wokenHistogram.record($0) }
     }
 
     var summary: FaultPhases {
         FaultPhases(delivered: LatencySummary(deliveredHistogram),
                     requestWritten: LatencySummary(writtenHistogram), pageReceived: LatencySummary(receivedHistogram),
                     resolved: LatencySummary(resolvedHistogram), woken: LatencySummary(wokenHistogram),
-                    total: LatencySummary(totalHistogram))
+                    total: LatencySummary(totalHistogram), unmeasured: unmeasured > 0 ? unmeasured : nil)
     }
 }

@@ -155,7 +155,10 @@ final class FaultService {
             guard let page = space.pageIndex(ofGuestAddress: address) else { continue }
             switch tracker.state(page) {
             case .absent, .requested:
-                if tracker.state(page) == .requested { flow.demandAnswered() }  // its answer will be dropped
+                if tracker.state(page) == .requested {  // its answer will be dropped
+                    flow.demandAnswered()
+                    phases.abandoned(page)
+                }
                 tracker.set(page, .removed)
                 counts.removedPages += 1
             case .arriving:

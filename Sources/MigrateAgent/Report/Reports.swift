@@ -117,6 +117,8 @@ public struct FaultPhases: Codable, Sendable {
     public var woken: LatencySummary
     /// Fault message read until resolved.
     public var total: LatencySummary
+    /// Demand faults left out of these phases: more were in flight at once than the clock holds.
+    public var unmeasured: Int? = nil
 }
 
 /// What the destination's guest did, as its workload reports it.
