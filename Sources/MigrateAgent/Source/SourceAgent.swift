@@ -121,6 +121,11 @@ public final class SourceAgent: @unchecked Sendable {
             configuration.progress("source: filling \(ByteSize(bytes: arena.size)) of guest memory (\(arena.pageCount) pages)")
         }
         guest.populate()
+        // The guest filled its view; the stream and the digest read the io view: map it
+        // before listening rather than fault 16 pages at a time while migrating.
+        if arena.imagePath == nil, let refused = arena.mapIOView() {
+            configuration.progress("source: warning: \(refused)")
+        }
         let warmingUp = configuration.trackSeconds > 0
         if warmingUp {
             // The guest runs from now on; pre-copy's dirty tracking is armed after the
