@@ -35,15 +35,12 @@ final class GuestThreadGroup {
         let gate = DispatchSemaphore(value: 0)
         for (index, plan) in plans.enumerated() {
             // The closure keeps the arena alive: a thread may still be blocked in it after the check gave up.
-            let thread = Thread { [arena, outcomes, finished] in
+            startThread(named: names[index]) { [arena, outcomes, finished] in
                 gate.wait()
                 let problems = plan.compactMap { $0.perform(on: arena) }
                 outcomes.slots.withLock { $0[index] = problems }
                 finished.signal()
             }
-            thread.name = names[index]
-            thread.stackSize = 1 << 20
-            thread.start()
         }
         for _ in plans { gate.signal() }
     }

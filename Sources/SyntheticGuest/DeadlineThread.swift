@@ -17,14 +17,11 @@ public final class DeadlineThread<Result: Sendable>: @unchecked Sendable {
     /// Starts the thread now. `body` must keep alive what it touches.
     public init(_ name: String, _ body: @escaping @Sendable () -> Result) {
         self.name = name
-        let thread = Thread { [self] in
+        startThread(named: name) { [self] in
             let value = body()
             lock.withLock { result = value }
             finished.signal()
         }
-        thread.name = name
-        thread.stackSize = 1 << 20
-        thread.start()
     }
 
     /// The result, or nil when the thread is still running at `deadline`.

@@ -12,13 +12,10 @@ final class GuestThreads: @unchecked Sendable {
     func start(count: Int, name: String, body: @escaping @Sendable (Int) -> Void) {
         remaining = count
         for t in 0..<count {
-            let thread = Thread { [done] in
+            startThread(named: "\(name)-\(t)") { [done] in
                 body(t)
                 done.signal()
             }
-            thread.name = "\(name)-\(t)"
-            thread.stackSize = 1 << 20
-            thread.start()
         }
     }
 

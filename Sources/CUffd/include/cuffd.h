@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <linux/userfaultfd.h>
 
@@ -253,5 +254,10 @@ static inline int cuffd_set_slice(uint64_t nanos) {
 }
 // SCHED_IDLE needs _GNU_SOURCE in glibc's headers, which Swift does not define.
 static const int cuffd_sched_idle = 5;
+/// Names the calling thread for the kernel (`comm`, 15 bytes kept): prctl is variadic
+/// and pthread_setname_np needs _GNU_SOURCE, neither reachable from Swift. 0 or -errno.
+static inline int cuffd_name_thread(const char *name) {
+    return prctl(15 /* PR_SET_NAME */, (unsigned long)name, 0UL, 0UL, 0UL) == 0 ? 0 : -errno;
+}
 
 #endif

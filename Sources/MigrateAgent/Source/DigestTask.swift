@@ -8,7 +8,7 @@ import Wire
 /// down meanwhile, the value is dropped: `EventLoop.execute` refuses it.
 enum DigestTask {
     static func start(arena: Arena, loop: EventLoop, done: @escaping @Sendable (ArenaDigest) -> Void) {
-        Thread.detachNewThread {
+        startThread(named: "digest") {
             setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(cuffd_gettid()), 19)
             let value = ArenaDigest.of(arena: UnsafeRawBufferPointer(start: arena.ioBase, count: arena.size),
                                        pageSize: arena.pageSize)

@@ -21,7 +21,7 @@ final class TrackerRetirement: @unchecked Sendable {
             done.signal()
             return
         }
-        Thread.detachNewThread { [self] in
+        startThread(named: "tracker-stop") { [self] in
             self.tracker.stop()
             done.signal()
         }
