@@ -50,6 +50,10 @@ struct SourceCommand: ParsableCommand {
     var followDemand = true
     @Option(help: "Microseconds the loop keeps polling instead of sleeping after demand activity (0: off).")
     var busyPoll = 50
+    @Flag(inversion: .prefixedNo, help: ArgumentHelp(
+        "Busy-poll after requests also while the background stream is being written. Off by default: on busy cores "
+        + "a polling loop's yield hands its CPU away until the next tick, and a request waits that long."))
+    var busyPollDuringStream = false
     @Option(help: ArgumentHelp(
         "The loop thread's scheduler slice in microseconds (Linux 6.12+ EEVDF custom slice, 100-100000): a short one "
         + "lets the loop preempt busy threads when a fault or request wakes it. Default: the kernel's."))
@@ -108,6 +112,7 @@ struct SourceCommand: ParsableCommand {
         configuration.background = background
         configuration.followDemand = followDemand
         configuration.busyPollMicros = busyPoll
+        configuration.busyPollDuringStream = busyPollDuringStream
         configuration.loopSliceMicros = loopSlice
         configuration.peerTimeoutSeconds = peerTimeout
         configuration.reconnectTimeoutSeconds = reconnectTimeout

@@ -32,12 +32,13 @@ struct MigrationTests {
         #expect(sourceReport.destinationDigestMatch)
     }
 
-    @Test("the destination's scheduling options still migrate every byte", arguments: [
-        ["--no-install-thread"], ["--no-yield-to-demand"], ["--loop-slice", "100"],
+    @Test("the agents' scheduling options still migrate every byte", arguments: [
+        ([], ["--no-install-thread"]), ([], ["--no-yield-to-demand"]), (["--loop-slice", "100"], ["--loop-slice", "100"]),
+        (["--busy-poll-during-stream"], []),
     ])
-    func schedulingOptions(options: [String]) throws {
+    func schedulingOptions(sourceOptions: [String], options: [String]) throws {
         let scratch = AgentHarness.scratchDirectory()
-        let (source, address) = try AgentHarness.startSource(arena: "64MiB", extra: options.first == "--loop-slice" ? options : [])
+        let (source, address) = try AgentHarness.startSource(arena: "64MiB", extra: sourceOptions)
         defer { source.terminate() }
         let reportPath = scratch.appendingPathComponent("d.json").path
         let destination = try AgentHarness.start([

@@ -23,9 +23,15 @@ public final class BusyPoll {
         }
     }
 
+    /// While set, demand activity starts no window (one under way runs out).
+    public var isSuspended = false
+
+    /// Whether a window is open now.
+    public var isPolling: Bool { turn != nil && EventLoop.nowNanos() < until }
+
     /// Demand activity now: keep polling for another window.
     @inline(__always) public func extend(from now: UInt64) {
-        guard let turn else { return }
+        guard let turn, !isSuspended else { return }
         until = now + windowNanos
         turn.schedule()
     }

@@ -448,6 +448,8 @@ public final class SourceAgent: @unchecked Sendable {
         let hadPrecopy = precopy != nil
         // After pre-copy only the stale pages remain: the hot ones first, if the warm-up found any.
         let staleOrder = streamHead.isEmpty ? staleSet : StreamOrder.headFirst(streamHead, pageCount: arena.pageCount).filter(stale.contains)
+        // While the stream is written the loop is busy anyway: requests wake it from epoll (see busyPollDuringStream).
+        busyPoll.isSuspended = configuration.background && !configuration.busyPollDuringStream
         stream = PageStream(arena: arena, pages: hadPrecopy ? staleOrder : nil, head: hadPrecopy ? [] : streamHead,
                             flags: hadPrecopy ? [.refresh] : [], pagesPerFrame: pagesPerFrame, skip: sentSinceSwitchover)
         DigestTask.start(arena: arena, loop: loop) { [self] value in
@@ -514,6 +516,7 @@ public final class SourceAgent: @unchecked Sendable {
             bulk.send(.endOfStream(pagesSent: UInt64(stream.pagesSent), digest: digest.value))
             bulk.flush()
             endSent = true
+            busyPoll.isSuspended = false  // the demand left after the stream has the loop to itself
             endSentNanos = EventLoop.nowNanos()
             configuration.progress("source: background stream complete (\(stream.pagesSent) pages)")
         case .awaitingDestination, .awaitingResume, .finished:

@@ -43,6 +43,13 @@ public struct SourceConfiguration: Sendable {
     public var dirtyTracking: DirtyTrackingMethod?
     /// Microseconds the loop keeps polling instead of sleeping after a demand request (0: off).
     public var busyPollMicros = 50
+    /// Whether requests start a busy-poll window while the background stream is
+    /// still being written (off: only once the stream is complete, or without one).
+    /// A polling loop yields between polls; on busy cores a yield hands the CPU to
+    /// another thread until the next tick (4 ms here), and a request arriving
+    /// meanwhile waits: with the stream on, polling made the 1-thread fault p99
+    /// 1.3-1.5 ms, sleeping in epoll 0.5-0.8 ms (BENCHMARKS.md).
+    public var busyPollDuringStream = false
     /// The loop thread's scheduler slice in microseconds (`LoopSlice`; nil: the kernel's default).
     public var loopSliceMicros: Int?
     /// A destination that reads nothing for this long while data waits for it fails the migration.
