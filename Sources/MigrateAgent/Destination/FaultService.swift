@@ -153,9 +153,10 @@ final class FaultService {
         while address < end {
             defer { address += UInt64(space.pageSize) }
             guard let page = space.pageIndex(ofGuestAddress: address) else { continue }
-            switch tracker.state(page) {
+            let state = tracker.state(page)
+            switch state {
             case .absent, .requested:
-                if tracker.state(page) == .requested {  // its answer will be dropped
+                if state == .requested {  // its answer will be dropped
                     flow.demandAnswered()
                     phases.abandoned(page)
                 }
@@ -167,7 +168,7 @@ final class FaultService {
             case .present, .stale, .staleRequested, .removed:
                 // Present: the kernel dropped the guest's own copy; the next fault is MISSING
                 // on a page the tracker holds, which reads zeros as well (see zeroFill).
-                if tracker.state(page) == .present { tracker.set(page, .removed) }
+                if state == .present { tracker.set(page, .removed) }
             }
         }
     }

@@ -4,7 +4,10 @@ import Wire
 /// stale copy in a refresh request (so the source can answer "unchanged"), and
 /// the input of the end-to-end digest compared with the source's.
 ///
-/// Threading: the destination's loop thread only. Allocated once; nothing per page.
+/// Threading: the destination's loop thread, except the pages a `BackgroundInstaller`
+/// holds (`.arriving`): its worker records those, and publishes them with the
+/// release store of its done index, which the loop loads with acquire before it
+/// collects them. No page is written by both. Allocated once; nothing per page.
 final class ReceivedHashes {
     let pageCount: Int
     let pageSize: Int
