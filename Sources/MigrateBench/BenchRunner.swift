@@ -169,7 +169,7 @@ public final class BenchRunner {
     func runScenarios(_ scenarios: [BenchScenario], floor: FaultFloor,
                               link: LinkHosts? = nil) throws(AgentError) -> [ScenarioResult] {
         var runs = [[ScenarioRun]](repeating: [], count: scenarios.count)
-        var histograms = [Histogram<UInt64>](repeating: LatencySummary.makeHistogram(), count: scenarios.count)
+        var histograms = [Histogram<UInt64>](repeating: LatencySummary.makeCompactHistogram(), count: scenarios.count)
         let prefix = link.map { "link-\($0.rate.name)-" } ?? ""
         for repetition in 1...max(1, configuration.repetitions) {
             for (i, scenario) in scenarios.enumerated() {

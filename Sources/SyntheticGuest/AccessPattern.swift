@@ -13,22 +13,23 @@ public enum AccessPattern: String, Codable, Sendable, CaseIterable {
     /// thread and by source and destination (a thread with none of them uses its first page).
     /// Public for the benchmark's baselines, which walk pages in the guest's random order.
     /// Generic over the index type: the destination's guest keeps 4-byte indices, half the memory.
-    public func order<Page: FixedWidthInteger>(pages: [Page], seed: UInt64, hotSet: HotSet = HotSet()) -> [Page] {
+    /// Consumes `pages`, so a random walk shuffles them in place instead of in a copy.
+    public func order<Page: FixedWidthInteger>(pages: consuming [Page], seed: UInt64, hotSet: HotSet = HotSet()) -> [Page] {
         var rng = SplitMix64(seed: seed)
         switch self {
         case .sequential:
             return pages
         case .random:
-            var shuffled = pages
-            shuffled.shuffle(using: &rng)
-            return shuffled
+            pages.shuffle(using: &rng)
+            return pages
         case .hotset:
-            guard !pages.isEmpty else { return [] }
-            var hot = pages.filter { hotSet.contains(Int($0)) }
-            if hot.isEmpty { hot = [pages[0]] }
+            let all = pages  // a closure cannot capture a consuming parameter
+            guard !all.isEmpty else { return [] }
+            var hot = all.filter { hotSet.contains(Int($0)) }
+            if hot.isEmpty { hot = [all[0]] }
             // 90% of accesses to the hot pages, 10% to any page of the thread.
-            return (0..<pages.count).map { _ in
-                rng.next() % 10 == 0 ? pages[Int(rng.next() % UInt64(pages.count))] : hot[Int(rng.next() % UInt64(hot.count))]
+            return (0..<all.count).map { _ in
+                rng.next() % 10 == 0 ? all[Int(rng.next() % UInt64(all.count))] : hot[Int(rng.next() % UInt64(hot.count))]
             }
         }
     }

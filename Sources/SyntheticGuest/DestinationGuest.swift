@@ -33,8 +33,9 @@ public final class DestinationGuest: DestinationWorkload, @unchecked Sendable {
         public var firstMismatch: String?
         public var firstTouchStartNanos: UInt64 = 0
         public var lastTouchEndNanos: UInt64 = 0
-        /// Nanoseconds from the first access of a demand-fetched page until it returned.
-        public var faultLatency = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+        /// Nanoseconds from the first access of a demand-fetched page until it returned
+        /// (two digits: a three-digit histogram per thread costs ~220 KB of the agent's memory).
+        public var faultLatency = LatencySummary.makeCompactHistogram()
     }
 
     public let configuration: Configuration
@@ -76,6 +77,8 @@ public final class DestinationGuest: DestinationWorkload, @unchecked Sendable {
 
     public func abort() { aborted.store(true, ordering: .relaxed) }
 
+    public var threadCount: Int { configuration.threads }
+
     public var description: String { "\(configuration.threads) guest threads (\(configuration.pattern.rawValue))" }
 
     private func startThreads() {
@@ -83,7 +86,7 @@ public final class DestinationGuest: DestinationWorkload, @unchecked Sendable {
         threads.start(count: n, name: "guest") { [self] t in
             // 4-byte page indices: the walk is the largest thing a guest thread keeps.
             let pages = Array(stride(from: UInt32(t), to: UInt32(arena.pageCount), by: n))
-            let order = configuration.pattern.order(pages: pages, seed: configuration.seed &+ UInt64(t))
+            let order = configuration.pattern.order(pages: consume pages, seed: configuration.seed &+ UInt64(t))
             run(thread: t, of: n, order: order, result: resultSlots + t)
         }
     }
@@ -100,15 +103,15 @@ public final class DestinationGuest: DestinationWorkload, @unchecked Sendable {
             let address = arena.guestPage(page)
             let first = !touched[page / n]
             let start = EventLoop.nowNanos()
-            if first { context.touchLog.started(page, at: start) }
+            if first { context.touchLog.started(thread: t, page: page, at: start) }
             _ = guest_read_u64(address)  // the access that faults when the page is not here yet
             let end = EventLoop.nowNanos()
             result.pointee.accesses += 1
             if first {
-                context.touchLog.ended(page, at: end)
                 touched[page / n] = true
                 result.pointee.pagesTouched += 1
                 if context.wasDemandFetched(page) {
+                    context.touchLog.ended(thread: t, page: page, at: end)
                     result.pointee.demandFaults += 1
                     _ = result.pointee.faultLatency.record(end - start)
                 }

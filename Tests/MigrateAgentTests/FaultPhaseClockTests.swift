@@ -71,14 +71,14 @@ struct FaultPhaseClockTests {
     }
 
     @Test func touchLogSplitsAFaultIntoDeliveryAndWakeUp() {
-        let clock = FaultPhaseClock(pageCount: 16)
-        let log = clock.makeTouchLog()
-        #expect(clock.makeTouchLog() === log)
-        log.started(9, at: 1_000_000)
+        let clock = FaultPhaseClock()
+        let log = clock.makeTouchLog(threads: 2)
+        #expect(clock.makeTouchLog(threads: 2) === log)
+        log.started(thread: 1, page: 9, at: 1_000_000)
         clock.requested(9, at: 1_008_000)
         clock.flushed(at: 1_010_000)
         clock.resolved(9, received: 1_050_000, resolved: 1_052_000)
-        log.ended(9, at: 1_060_000)
+        log.ended(thread: 1, page: 9, at: 1_060_000)
         clock.collectWakeUps()
         let s = clock.summary
         #expect(s.delivered.count == 1 && abs(s.delivered.p50 - 8) < 0.2)
@@ -90,5 +90,35 @@ struct FaultPhaseClockTests {
         // A page resolved without a fault in flight (the stream's) adds nothing.
         clock.resolved(3, received: 1, resolved: 2)
         #expect(clock.summary.total.count == 1)
+    }
+
+    @Test func touchLogCountsEachWakeUpOnceWhenItsThreadFaultsAgain() {
+        let clock = FaultPhaseClock()
+        let log = clock.makeTouchLog(threads: 2)
+        clock.requested(0, at: 500)  // no thread began an access of page 0: an empty slot is not page 0
+        #expect(clock.summary.delivered.count == 0)
+        // Thread 0 faults on page 4, is resolved at 20 µs and resumes at 23 µs.
+        log.started(thread: 0, page: 4, at: 10_000)
+        clock.requested(4, at: 12_000)
+        clock.resolved(4, received: 19_000, resolved: 20_000)
+        log.ended(thread: 0, page: 4, at: 23_000)
+        // Thread 1 faults meanwhile: its slot is its own.
+        log.started(thread: 1, page: 5, at: 21_000)
+        clock.requested(5, at: 22_000)
+        #expect(clock.summary.woken.count == 0)
+        // Thread 0's next fault shows that it ran on: its wake-up is counted then, once.
+        log.started(thread: 0, page: 6, at: 30_000)
+        clock.requested(6, at: 31_000)
+        var s = clock.summary
+        #expect(s.delivered.count == 3 && s.woken.count == 1 && abs(s.woken.p50 - 3) < 0.1)
+        clock.requested(6, at: 32_000)  // the same fault read again
+        #expect(clock.summary.woken.count == 1)
+        // Thread 1 is resolved but its access has not returned by the join: no wake-up from it.
+        clock.resolved(5, received: 40_000, resolved: 41_000)
+        clock.resolved(6, received: 40_000, resolved: 42_000)
+        log.ended(thread: 0, page: 6, at: 50_000)
+        clock.collectWakeUps()
+        s = clock.summary
+        #expect(s.woken.count == 2 && abs(s.woken.max - 8) < 0.1)
     }
 }

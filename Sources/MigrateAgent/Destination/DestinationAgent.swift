@@ -82,7 +82,7 @@ public final class DestinationAgent: @unchecked Sendable {
 
     /// Every demand fault's latency as the guest threads measured it, in
     /// nanoseconds (after `run`), for distributions and merging across runs.
-    public private(set) var faultLatencyHistogram = LatencySummary.makeHistogram()
+    public private(set) var faultLatencyHistogram = LatencySummary.makeCompactHistogram()
 
     /// The report so far (also after a failure).
     public var currentReport: DestinationReport { reportWithCounts() }
@@ -97,7 +97,7 @@ public final class DestinationAgent: @unchecked Sendable {
         }
         let space = memory.space
         tracker = PageTracker(pageCount: space.pageCount)
-        phases = FaultPhaseClock(pageCount: space.pageCount)
+        phases = FaultPhaseClock()
         hashes = ReceivedHashes(pageCount: space.pageCount, pageSize: space.pageSize)
         flow = BackgroundFlow(loop: loop, throttlesDuringDemand: configuration.throttleBackgroundDuringDemand)
         busyPoll = BusyPoll(loop: loop, windowMicros: configuration.busyPollMicros)
@@ -290,7 +290,7 @@ public final class DestinationAgent: @unchecked Sendable {
         if let arena = memory.arena, let guest = configuration.workload() {
             let tracker = self.tracker
             try guest.start(state: frame.payload, context: DestinationGuestContext(
-                arena: arena, wasDemandFetched: { tracker.wasDemandFetched($0) }, touchLog: phases.makeTouchLog()))
+                arena: arena, wasDemandFetched: { tracker.wasDemandFetched($0) }, touchLog: phases.makeTouchLog(threads: guest.threadCount)))
             self.guest = guest
         }
         report.switchoverApplyMillis = Double(EventLoop.nowNanos() - applyStart) / 1e6

@@ -4,36 +4,34 @@ import Histogram
 /// they went through: delivered (guest access until the loop read the fault),
 /// request written, page received, resolved, and woken (resolved until the
 /// guest ran again). What it keeps is bounded by the faults in flight
-/// (`InFlightFaults`), not the arena; the per-page stamps of delivery and
-/// wake-up exist only with a guest in this process (`TouchLog`). Allocated
-/// once: nothing per fault.
+/// (`InFlightFaults`), not the arena; the stamps of delivery and wake-up
+/// exist only with a guest in this process (`TouchLog`, a slot per guest
+/// thread). Allocated once: nothing per fault.
 /// Threading: the destination's loop thread only, except `collectWakeUps`,
 /// called after the guest threads were joined.
 final class FaultPhaseClock {
-    private let pageCount: Int
     /// Set when a guest starts in this process (`makeTouchLog`).
     private(set) var touchLog: TouchLog?
     private var inFlight = InFlightFaults(capacity: Tuning.faultsMeasuredInFlight)
-    private var deliveredHistogram = LatencySummary.makePhaseHistogram()
-    private var wokenHistogram = LatencySummary.makePhaseHistogram()
+    private var deliveredHistogram = LatencySummary.makeCompactHistogram()
+    private var wokenHistogram = LatencySummary.makeCompactHistogram()
     private var batch: [Int] = []
-    private var writtenHistogram = LatencySummary.makePhaseHistogram()
-    private var receivedHistogram = LatencySummary.makePhaseHistogram()
-    private var resolvedHistogram = LatencySummary.makePhaseHistogram()
-    private var totalHistogram = LatencySummary.makePhaseHistogram()
+    private var writtenHistogram = LatencySummary.makeCompactHistogram()
+    private var receivedHistogram = LatencySummary.makeCompactHistogram()
+    private var resolvedHistogram = LatencySummary.makeCompactHistogram()
+    private var totalHistogram = LatencySummary.makeCompactHistogram()
     /// Demand faults by loop-side latency (fault read until resolved), in log2 buckets
     /// of microseconds as QEMU's `postcopy-latency-dist`: bucket i counts [2^i, 2^(i+1)) µs,
     /// bucket 0 also everything under 1 µs. Allocated once.
     private(set) var log2Micros = [UInt64](repeating: 0, count: 32)
 
-    init(pageCount: Int) {
-        self.pageCount = pageCount
+    init() {
         batch.reserveCapacity(4096)
     }
 
-    /// The log the guest about to start here stamps its accesses in.
-    func makeTouchLog() -> TouchLog {
-        let log = touchLog ?? TouchLog(pageCount: pageCount)
+    /// The log the guest about to start here, with `threads` threads, stamps its accesses in.
+    func makeTouchLog(threads: Int) -> TouchLog {
+        let log = touchLog ?? TouchLog(slots: threads)
         touchLog = log
         return log
     }
@@ -44,7 +42,10 @@ final class FaultPhaseClock {
     /// A fault on `page` was read and its request queued.
     func requested(_ page: Int, at now: UInt64) {
         inFlight.insert(page, read: now)
-        if let delivered = touchLog?.delivery(of: page, readAt: now) { _ = deliveredHistogram.record(delivered) }
+        if let stamps = touchLog?.faultRead(page, at: now) {
+            if let delivered = stamps.delivered { _ = deliveredHistogram.record(delivered) }
+            if let woken = stamps.wokenBefore { _ = wokenHistogram.record(woken) }
+        }
         if batch.count < batch.capacity { batch.append(page) }
     }
 
@@ -71,9 +72,9 @@ final class FaultPhaseClock {
     /// A requested page will not be answered (the guest gave it back): its fault is no longer in flight.
     func abandoned(_ page: Int) { _ = inFlight.remove(page) }
 
-    /// After the guest threads ended: how long each resolved fault took to resume its thread.
+    /// After the guest threads ended: the wake-ups of each thread's last demand fault.
     func collectWakeUps() {
-        touchLog?.recordWakeUps { _ = wokenHistogram.record($0) }
+        touchLog?.settleWakeUps { _ = wokenHistogram.record($0) }
     }
 
     var summary: FaultPhases {

@@ -1,54 +1,97 @@
 import CGuestAccess
 
-/// When each page's first access began and returned, as the in-process guest's
-/// thread saw it, and when the loop resolved the page's demand fault: with the
-/// loop's own timestamps this splits a fault into delivery (access until the
-/// loop read the fault) and wake-up (resolved until the guest ran again), the
-/// two parts no loop-side clock can see. Only a guest running in this process
-/// has one; a VMM's guest does not.
+/// When the in-process guest's threads began and ended their accesses, and
+/// when the loop resolved their demand faults: with the loop's own timestamps
+/// this splits a fault into delivery (access until the loop read the fault) and
+/// wake-up (resolved until the guest ran again), the two parts no loop-side
+/// clock can see. Only a guest running in this process has one; a VMM's guest
+/// does not.
 ///
-/// Stamps are `TouchTick`s (4 bytes, 16 ns), so the log costs 12 bytes a page
-/// instead of 24, and only for pages the guest touched (lazily backed).
+/// A guest thread has at most one access in flight, so the log keeps one slot
+/// per thread (64 bytes, a cache line of its own), not a stamp per page: its
+/// size is bounded by the threads, whatever the arena. Each stamp packs the
+/// page (4 bytes) with a `TouchTick` (4 bytes, 16 ns), so one atomic load reads
+/// both. The loop finds a fault's slot by its page (a scan of the slots).
 ///
-/// Threading: a guest thread writes only its own pages' starts and ends
-/// (release stores); the loop reads a start when it reads the fault (acquire
-/// load) and writes the resolved stamps; ends and resolved stamps are read
-/// together only after the guest threads were joined.
+/// Threading: guest thread `t` writes only slot `t`'s access stamps (release
+/// stores); the loop reads them (acquire loads) and alone writes the resolved
+/// stamps and reads them back. `settleWakeUps` runs after the threads were joined.
 public final class TouchLog: @unchecked Sendable {
-    private let pageCount: Int
-    private let starts: UnsafeMutablePointer<UInt32>
-    private let ends: UnsafeMutablePointer<UInt32>
-    private let resolved: UnsafeMutablePointer<UInt32>
+    /// A slot's stamps, 8 bytes each, at these offsets in its 64 bytes: the
+    /// page whose access the thread began last and when (0 before the first),
+    /// the last demand-fetched page whose access returned and when, and the
+    /// loop's own: the page it last resolved while the thread waited on it and
+    /// when (0 once that wake-up was counted).
+    private enum Field: Int { case started = 0, ended = 1, resolved = 2 }
+    private static let wordsPerSlot = 8  // a cache line per slot: guest threads do not share one
 
-    public init(pageCount: Int) {
-        self.pageCount = pageCount
-        starts = ZeroedArray.allocate(UInt32.self, count: pageCount)
-        ends = ZeroedArray.allocate(UInt32.self, count: pageCount)
-        resolved = ZeroedArray.allocate(UInt32.self, count: pageCount)
+    public let slots: Int
+    private let words: UnsafeMutablePointer<UInt64>
+
+    public init(slots: Int) {
+        self.slots = max(1, slots)
+        words = .allocate(capacity: self.slots * Self.wordsPerSlot)
+        words.initialize(repeating: 0, count: self.slots * Self.wordsPerSlot)
     }
 
-    deinit {
-        ZeroedArray.free(starts)
-        ZeroedArray.free(ends)
-        ZeroedArray.free(resolved)
+    deinit { words.deallocate() }
+
+    /// Guest thread `thread` begins an access of `page` (pages below 2³²).
+    @inline(__always) public func started(thread: Int, page: Int, at nanos: UInt64) {
+        atomic_store_u64(field(.started, thread), Self.pack(page, nanos))
     }
 
-    @inline(__always) public func started(_ page: Int, at nanos: UInt64) { atomic_store_u32(starts + page, TouchTick.stamp(nanos)) }
-    @inline(__always) public func ended(_ page: Int, at nanos: UInt64) { atomic_store_u32(ends + page, TouchTick.stamp(nanos)) }
+    /// Guest thread `thread`'s access of `page`, which was fetched on demand, returned.
+    @inline(__always) public func ended(thread: Int, page: Int, at nanos: UInt64) {
+        atomic_store_u64(field(.ended, thread), Self.pack(page, nanos))
+    }
+
+    /// The loop read a fault on `page` at `nanos`: how long since a guest thread
+    /// began that access, and how long that thread took to resume after its
+    /// previous demand fault was resolved (known now: it ran on to this access).
+    func faultRead(_ page: Int, at nanos: UInt64) -> (delivered: UInt64?, wokenBefore: UInt64?) {
+        guard let t = waiting(on: page) else { return (nil, nil) }
+        let delivered = TouchTick.elapsed(from: Self.tick(atomic_load_u64(field(.started, t))), to: TouchTick.stamp(nanos))
+        return (delivered, settle(t))
+    }
+
     /// The loop resolved `page`'s demand fault at `nanos`.
-    @inline(__always) func resolved(_ page: Int, at nanos: UInt64) { resolved[page] = TouchTick.stamp(nanos) }
-
-    /// Nanoseconds from the guest's access of `page` until `nanos` (the loop read its fault), or nil when not stamped.
-    @inline(__always) func delivery(of page: Int, readAt nanos: UInt64) -> UInt64? {
-        TouchTick.elapsed(from: atomic_load_u32(starts + page), to: TouchTick.stamp(nanos))
+    func resolved(_ page: Int, at nanos: UInt64) {
+        if let t = waiting(on: page) { field(.resolved, t).pointee = Self.pack(page, nanos) }
     }
 
-    /// After the guest threads were joined: each resolved page's wait from its resolution until its access returned.
-    func recordWakeUps(_ record: (UInt64) -> Void) {
-        for page in 0..<pageCount where resolved[page] != 0 {
-            if let woken = TouchTick.elapsed(from: resolved[page], to: atomic_load_u32(ends + page)) { record(woken) }
+    /// After the guest threads were joined: each thread's last wake-up not yet counted.
+    func settleWakeUps(_ record: (UInt64) -> Void) {
+        for t in 0..<slots { if let woken = settle(t) { record(woken) } }
+    }
+
+    @inline(__always) private func field(_ f: Field, _ thread: Int) -> UnsafeMutablePointer<UInt64> {
+        words + thread * Self.wordsPerSlot + f.rawValue
+    }
+
+    /// The thread whose access of `page` is in flight, if any.
+    @inline(__always) private func waiting(on page: Int) -> Int? {
+        for t in 0..<slots {
+            let stamp = atomic_load_u64(field(.started, t))
+            if stamp >> 32 == UInt64(page), Self.tick(stamp) != 0 { return t }
         }
+        return nil
     }
+
+    /// Slot `t`'s wake-up from its last resolved fault, once that access returned; counted once.
+    private func settle(_ t: Int) -> UInt64? {
+        let resolved = field(.resolved, t).pointee
+        let ended = atomic_load_u64(field(.ended, t))
+        guard resolved != 0, ended >> 32 == resolved >> 32 else { return nil }
+        field(.resolved, t).pointee = 0
+        return TouchTick.elapsed(from: Self.tick(resolved), to: Self.tick(ended))
+    }
+
+    @inline(__always) private static func pack(_ page: Int, _ nanos: UInt64) -> UInt64 {
+        UInt64(truncatingIfNeeded: page) << 32 | UInt64(TouchTick.stamp(nanos))
+    }
+
+    @inline(__always) private static func tick(_ stamp: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: stamp) }
 }
 
 /// A timestamp in 4 bytes: nanoseconds / 16, wrapping every 68.7 s. Differences

@@ -7,8 +7,8 @@ public struct DestinationGuestContext: @unchecked Sendable {
     public let arena: Arena
     /// Whether a page's last arrival answered a guest fault. Any thread.
     public let wasDemandFetched: @Sendable (Int) -> Bool
-    /// Where guest threads record when each first access began and returned,
-    /// so the destination can split a fault's time into phases.
+    /// Where guest threads record when each first access began and returned
+    /// (thread `t` in slot `t`), so the destination can split a fault's time into phases.
     public let touchLog: TouchLog
 }
 
@@ -19,7 +19,7 @@ public struct DestinationGuestOutcome: Sendable {
     /// What the guest did, for the report.
     public var summary: GuestSummary?
     /// Every demand fault's latency as the guest measured it, in nanoseconds.
-    public var faultLatency = LatencySummary.makeHistogram()
+    public var faultLatency = LatencySummary.makeCompactHistogram()
     /// Whether the whole arena was checked and found right (false when not checked).
     public var arenaVerified = false
     /// Why the guest's run counts as failed (wrong data, did not finish), or nil.
@@ -36,6 +36,8 @@ public struct DestinationGuestOutcome: Sendable {
 /// `finish` after the loop ended; the workload's own threads only touch guest
 /// memory (and may block on faults the loop resolves).
 public protocol DestinationWorkload: AnyObject, CustomStringConvertible {
+    /// The threads that touch guest memory: one slot each in the touch log.
+    var threadCount: Int { get }
     /// Starts the guest with its switch-over state. Throws `.protocolViolation`
     /// when the state does not fit.
     func start(state: UnsafeRawBufferPointer, context: DestinationGuestContext) throws(AgentError)
