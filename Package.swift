@@ -46,7 +46,7 @@ let package = Package(
         // The protection-backend contract, run by `migrate-agent selftest` and by BackendContractTests.
         .target(name: "BackendContract", dependencies: ["MigrateAgent", "SyntheticGuest", "CUffd", "CGuestAccess"]),
         // `migrate-agent demo`: a source and a destination as child processes.
-        .target(name: "MigrateDemo", dependencies: ["MigrateAgent", "SyntheticGuest"]),
+        .target(name: "MigrateDemo", dependencies: ["MigrateAgent", "SyntheticGuest", "CUffd"]),
         // `migrate-agent bench`: baselines, agent scenarios and the report.
         .target(
             name: "MigrateBench",

@@ -1,4 +1,5 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
 import Glibc
 import MigrateAgent
 import MigrateDemo
@@ -16,9 +17,10 @@ extension AgentProcess {
 
     /// How an exited child ended, for a failure message: "exited with status N" or "was killed by signal N".
     var exitDescription: String {
-        guard !process.isRunning else { return "is still running" }
-        return process.terminationReason == .uncaughtSignal
-            ? "was killed by signal \(process.terminationStatus)"
-            : "exited with status \(process.terminationStatus)"
+        switch ending {
+        case nil: "is still running"
+        case .signal(let number): "was killed by signal \(number)"
+        case .exit(let status): "exited with status \(status)"
+        }
     }
 }

@@ -1,4 +1,6 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 import MigrateAgent
 
 /// The results section of BENCHMARKS.md, generated from a bench JSON report
@@ -232,7 +234,7 @@ public enum BenchMarkdown {
     static func workingSet(_ r: BenchReport) -> [String] {
         guard let ws = r.workingSet else { return [] }
         var md = ["### Working set (issue 10)", ""]
-        md.append(BenchTable.workingSetLines(r).dropFirst().first!.replacingOccurrences(of: "Working set (issue 10): ", with: "")
+        md.append(BenchTable.workingSetLines(r).dropFirst().first!.replacing("Working set (issue 10): ", with: "")
             + ". Hot-first and address-order runs migrate a hot-set guest after a tracked warm-up (the hot set is announced "
             + "in both, so its demand faults are counted in both); the cost runs warm the guest up unthrottled, tracked and "
             + "untracked, and migrate to an idle destination.")

@@ -1,6 +1,9 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 import Histogram
 import MigrateAgent
+import MigrateDemo
 
 /// `migrate-agent bench`: measures, in turn and in one run, the baselines
 /// (kernel first touch, raw userfaultfd resolution, loopback round trip and
@@ -310,22 +313,15 @@ public final class BenchRunner {
         do {
             try FileManager.default.createDirectory(atPath: workDirectory, withIntermediateDirectories: true)
         } catch {
-            throw .system("cannot create \(workDirectory): \(error.localizedDescription)")
+            throw .system("cannot create \(workDirectory): \(error)")
         }
     }
 
     /// Whether this build's source agent offers hybrid pre-copy (`--precopy-rounds`), which stale pages need.
     static func sourceCanPrecopy(_ executable: String) -> Bool {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = ["source", "--help"]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        do { try process.run() } catch { return false }
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return text.contains("--precopy-rounds")
+        guard let help = try? AgentProcess(executable: executable, arguments: ["source", "--help"], stderrPath: "/dev/null"),
+              help.wait(seconds: 30) != nil else { return false }
+        return help.capturedOutput.contains("--precopy-rounds")
     }
 }
 

@@ -47,7 +47,7 @@ public struct BenchScenario: Codable, Sendable, Hashable, CustomStringConvertibl
     }
 
     /// `512MiB`: a size as the names write it.
-    static func sizeName(_ bytes: Int) -> String { ByteSize(bytes: bytes).description.replacingOccurrences(of: " ", with: "") }
+    static func sizeName(_ bytes: Int) -> String { ByteSize(bytes: bytes).description.replacing(" ", with: "") }
 
     public var description: String { name }
 

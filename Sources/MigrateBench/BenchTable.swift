@@ -1,4 +1,6 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 import MigrateAgent
 
 /// The human-readable rendering of a `BenchReport` (stdout of `migrate-agent bench`).
@@ -155,7 +157,7 @@ public enum BenchTable {
         let idle = r.migrations.first { $0.arenaBytes == s.arenaBytes }
         let seconds = s.migrationSeconds ?? 0
         let demand = s.runs.map(\.demandPages).sorted()[s.runs.count / 2]
-        var cells = [String(format: "%.3f s (runs %@)", seconds, s.runs.map { String(format: "%.3f", $0.elapsedSeconds) }.joined(separator: ", ")),
+        var cells = [String(format: "%.3f s", seconds) + " (runs \(s.runs.map { String(format: "%.3f", $0.elapsedSeconds) }.joined(separator: ", ")))",
                      idle.map { String(format: "%.2f× idle %.3f s", seconds / $0.seconds, $0.seconds) } ?? "no idle run of this size",
                      "\(demand) of \(s.arenaBytes / Arena.systemPageSize) pages on demand"]
         let downtimes = s.runs.compactMap(\.downtimeMillis)
@@ -212,10 +214,9 @@ public enum BenchTable {
                     + "; p50 of each run " + runP50s(s))
             }
             if let m = l.migration {
-                out.append(String(format: "    idle guest, %@: %.3f s (runs %@), %.0f MB/s, %.0f%% of the link's rate",
-                                  ByteSize(bytes: m.arenaBytes).description, m.seconds,
-                                  m.runSeconds.map { String(format: "%.3f", $0) }.joined(separator: ", "),
-                                  m.megabytesPerSecond, (l.migrationFractionOfLink ?? 0) * 100)
+                out.append("    idle guest, \(ByteSize(bytes: m.arenaBytes)): " + String(format: "%.3f s", m.seconds)
+                           + " (runs \(m.runSeconds.map { String(format: "%.3f", $0) }.joined(separator: ", "))), "
+                           + String(format: "%.0f MB/s, %.0f%% of the link's rate", m.megabytesPerSecond, (l.migrationFractionOfLink ?? 0) * 100)
                     + (overhead(m.destinationMemory ?? [], arena: m.arenaBytes).map { "; destination \($0)" } ?? ""))
             }
         }

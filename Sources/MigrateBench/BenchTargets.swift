@@ -1,4 +1,6 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 import MigrateAgent
 
 /// The targets of issue 4, of issue 9 (under load) and of issue 10 (working set), judged on one run's

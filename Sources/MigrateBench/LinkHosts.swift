@@ -1,4 +1,5 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
 import Glibc
 import MigrateAgent
 import MigrateDemo
@@ -9,7 +10,7 @@ public struct LinkRate: Codable, Sendable, Hashable, CustomStringConvertible {
     public var bitsPerSecond: Double
 
     public init(parsing text: String) throws(AgentError) {
-        let t = text.trimmingCharacters(in: .whitespaces).lowercased()
+        let t = text.trimmed.lowercased()
         let units: [(String, Double)] = [("gbit", 1e9), ("mbit", 1e6), ("kbit", 1e3)]
         guard let (unit, scale) = units.first(where: { t.hasSuffix($0.0) }), let value = Double(t.dropLast(unit.count)),
               value > 0, value * scale >= 1e6, value * scale <= 400e9 else {
@@ -71,7 +72,7 @@ final class LinkHosts: @unchecked Sendable {
     let sourceDevice: String
     let destinationDevice: String
     let rate: LinkRate
-    private let lock = NSLock()
+    private let lock = Condition()
     private var removed = false
 
     /// Why links cannot be measured here, or nil.
@@ -150,7 +151,7 @@ final class LinkHosts: @unchecked Sendable {
         for namespace in namespaces {
             // Only agents this benchmark started live in its namespaces.
             if let pids = try? output(ip, ["netns", "pids", namespace]) {
-                for pid in pids.split(separator: "\n").compactMap({ Int32($0.trimmingCharacters(in: .whitespaces)) }) {
+                for pid in pids.split(separator: "\n").compactMap({ Int32($0.trimmed) }) {
                     kill(pid, SIGKILL)
                 }
             }
@@ -168,7 +169,7 @@ final class LinkHosts: @unchecked Sendable {
             if status == nil { process.stop(signal: SIGKILL) }
             let name = URL(fileURLWithPath: tool).lastPathComponent
             throw .system("\(name) \(arguments.joined(separator: " ")): "
-                + (status == nil ? "did not finish within 30 s" : process.capturedOutput.trimmingCharacters(in: .whitespacesAndNewlines)))
+                + (status == nil ? "did not finish within 30 s" : process.capturedOutput.trimmed))
         }
         return process.capturedOutput
     }
@@ -178,7 +179,7 @@ final class LinkHosts: @unchecked Sendable {
 /// reaches the benchmark, which then ends by that signal. Threading: the
 /// controlling thread sets `current`; the signal thread reads it under `lock`.
 final class LinkCleanup: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = Condition()
     private var hosts: LinkHosts?
     private var catcher: SignalCatcher?
 

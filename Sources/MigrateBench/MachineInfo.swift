@@ -1,6 +1,8 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
 import Glibc
 import MigrateAgent
+import MigrateDemo
 
 /// What machine a benchmark ran on, recorded with every run so its figures
 /// can be judged: kernel, CPU, cores, memory, load, date and commit.
@@ -39,12 +41,10 @@ public struct MachineInfo: Codable, Sendable {
             commit = head
             dirty = git(["status", "--porcelain", "--untracked-files=no"]).map { !$0.isEmpty }
         }
-        let formatter = ISO8601DateFormatter()
-        formatter.timeZone = TimeZone(identifier: "UTC")
         return MachineInfo(
             kernel: KernelProbe.kernelRelease(), cpuModel: model, cores: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))),
             virtualMachine: flags.split(separator: " ").contains("hypervisor"), memoryBytes: memKiB * 1024,
-            loadBefore: loadAverage(), loadAfter: [], date: formatter.string(from: Date()),
+            loadBefore: loadAverage(), loadAfter: [], date: Date().formatted(.iso8601),
             gitCommit: commit, gitDirty: dirty, freePageReportingOrder: freePageReportingOrder())
     }
 
@@ -54,20 +54,20 @@ public struct MachineInfo: Codable, Sendable {
         let devices = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/bus/virtio/devices")) ?? []
         let reporting = devices.contains { name in
             let base = "/sys/bus/virtio/devices/\(name)"
-            let id = (try? String(contentsOfFile: "\(base)/device", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            let id = (try? String(contentsOfFile: "\(base)/device", encoding: .utf8))?.trimmed
             let features = (try? String(contentsOfFile: "\(base)/features", encoding: .utf8)) ?? ""
             return id == "0x0005" && features.count > 5 && Array(features)[5] == "1"
         }
         guard reporting else { return nil }
         let order = try? String(contentsOfFile: "/sys/module/page_reporting/parameters/page_reporting_order", encoding: .utf8)
-        return order.flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        return order.flatMap { Int($0.trimmed) }
     }
 
     /// KiB of freed memory the guest has reported to the host so far, where the
     /// kernel counts it (`page_reporting.reported_kib`, not in every kernel); else nil.
     static func reportedFreeKiB() -> Int? {
         (try? String(contentsOfFile: "/sys/module/page_reporting/parameters/reported_kib", encoding: .utf8))
-            .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            .flatMap { Int($0.trimmed) }
     }
 
     /// The 1, 5 and 15 minute load averages.
@@ -81,8 +81,8 @@ public struct MachineInfo: Codable, Sendable {
     static func field(_ key: String, in text: String) -> String? {
         for line in text.split(separator: "\n") {
             let parts = line.split(separator: ":", maxSplits: 1)
-            if parts.count == 2, parts[0].trimmingCharacters(in: .whitespaces) == key {
-                return parts[1].trimmingCharacters(in: .whitespaces)
+            if parts.count == 2, parts[0].trimmed == key {
+                return parts[1].trimmed
             }
         }
         return nil
@@ -90,17 +90,8 @@ public struct MachineInfo: Codable, Sendable {
 
     /// Runs git with `arguments` in the current directory; its trimmed output, or nil.
     static func git(_ arguments: [String]) -> String? {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["git"] + arguments
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        do { try process.run() } catch { return nil }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { return nil }
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let git = try? AgentProcess(executable: "/usr/bin/env", arguments: ["git"] + arguments, stderrPath: "/dev/null"),
+              git.wait(seconds: 30) == 0 else { return nil }
+        return git.capturedOutput.trimmed
     }
 }

@@ -1,6 +1,7 @@
 import CGuestAccess
 import CUffd
-import Foundation
+import Dispatch
+import FoundationEssentials
 import Glibc
 import MigrateAgent
 import SyntheticGuest

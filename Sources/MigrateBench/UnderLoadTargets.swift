@@ -1,4 +1,6 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 import MigrateAgent
 
 /// Issue 9's targets ("fast under load"), judged on one run's figures; every

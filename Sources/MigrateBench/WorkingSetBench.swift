@@ -1,4 +1,6 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 import MigrateAgent
 
 /// Issue 10's figures (`bench --working-set SIZE`): a hot-set guest tracked on

@@ -1,4 +1,6 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 import MigrateAgent
 
 /// Issue 10's targets ("measured in the benchmark: same run, ratios") and the

@@ -1,6 +1,8 @@
 import Dispatch
-import Foundation
+import FoundationEssentials
+import Glibc
 import MigrateAgent
+import CUffd
 
 /// A `migrate-agent` child process (source or destination), with its stdout
 /// read on a thread of its own so that a line can be awaited with a deadline
@@ -9,14 +11,15 @@ import MigrateAgent
 /// written to the file `stderrPath` (the benchmark keeps each agent's log),
 /// or relayed line by line to our stderr and kept (`relayStderrAs`, the demo).
 /// Its exit is recorded when it happens (`onExit` is called then), so waits
-/// wake at once instead of polling.
+/// wake at once instead of polling. Started with `posix_spawn`: the agents do
+/// not load Foundation, whose `Process` this replaces.
 /// Threading: the controlling thread calls its methods; the reader threads
-/// only append to `output` and `stderrLines`, and the termination handler only
+/// only append to `output` and `stderrLines`, and the waiting thread only
 /// records the exit, under `lock`.
 public final class AgentProcess: @unchecked Sendable {
-    public let process = Process()
-    private let stdout = Pipe()
-    private let lock = NSCondition()
+    /// The child's process id.
+    public let pid: pid_t
+    private let lock = Condition()
     private var output = ""
     private var closed = false
     private var stderrLines: [String] = []
@@ -34,7 +37,9 @@ public final class AgentProcess: @unchecked Sendable {
     /// benchmark start the same build they are part of. Library code never
     /// assumes it; callers name the binary to start.
     public static var currentExecutable: String {
-        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var path = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink("/proc/self/exe", &path, path.count - 1)
+        return n > 0 ? String(cString: path) : CommandLine.arguments[0]
     }
 
     /// Starts `executable` (a `migrate-agent` binary, or any program for tests)
@@ -50,79 +55,129 @@ public final class AgentProcess: @unchecked Sendable {
         precondition([captureStderr, stderrPath != nil, relayStderrAs != nil].filter { $0 }.count <= 1,
                       "stderr is either captured, written to a file or relayed")
         self.stderrPath = stderrPath
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardOutput = stdout
-        if captureStderr { process.standardError = stdout }
-        var log: FileHandle?
+        let stdout = try Self.pipe()
+        var childStderr: Int32? = captureStderr ? stdout.write : nil
+        var log: Int32 = -1
         if let stderrPath {
-            guard FileManager.default.createFile(atPath: stderrPath, contents: nil),
-                  let handle = FileHandle(forWritingAtPath: stderrPath) else {
-                throw .system("cannot create the log \(stderrPath)")
+            log = open(stderrPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard log >= 0 else {
+                close(stdout.read); close(stdout.write)
+                throw .system("cannot create the log \(stderrPath): \(String(cString: strerror(errno)))")
             }
-            log = handle
-            process.standardError = handle
+            childStderr = log
         }
-        let relay = relayStderrAs.map { _ in Pipe() }
-        if let relay { process.standardError = relay }
-        process.standardInput = FileHandle.nullDevice
-        process.terminationHandler = { [self] ended in
-            lock.lock()
-            exited = true
-            signaled = ended.terminationReason == .uncaughtSignal
-            status = ended.terminationStatus
-            exitNanos = DispatchTime.now().uptimeNanoseconds
-            lock.broadcast()
-            lock.unlock()
-            onExit?()
+        var relay: (read: Int32, write: Int32)?
+        if relayStderrAs != nil {
+            do { relay = try Self.pipe() } catch {
+                close(stdout.read); close(stdout.write)
+                throw error
+            }
+            childStderr = relay?.write
         }
-        // The child starts with no signal blocked, whatever thread starts it
-        // (a dispatch worker blocks them all, and posix_spawn passes the mask on):
-        // an agent must be stoppable with SIGTERM, a demo interruptible.
-        var none = sigset_t(), callers = sigset_t()
-        sigemptyset(&none)
-        pthread_sigmask(SIG_SETMASK, &none, &callers)
-        defer { pthread_sigmask(SIG_SETMASK, &callers, nil) }
-        do { try process.run() } catch {
-            try? log?.close()
-            throw .system("cannot start \(executable): \(error.localizedDescription)")
+        let spawned = Self.spawn(executable, arguments, stdout: stdout.write, stderr: childStderr)
+        // The child holds its own descriptors: the parent's write ends close, so the readers see the end.
+        close(stdout.write)
+        if log >= 0 { close(log) }
+        if let relay { close(relay.write) }
+        guard spawned.error == 0 else {
+            close(stdout.read)
+            if let relay { close(relay.read) }
+            throw .system("cannot start \(executable): \(String(cString: strerror(spawned.error)))")
         }
-        try? log?.close()  // the child holds its own descriptor
-        let handle = stdout.fileHandleForReading
-        Thread.detachNewThread { [self] in
-            while true {
-                let data = handle.availableData
-                lock.lock()
-                if data.isEmpty { closed = true } else { output += String(decoding: data, as: UTF8.self) }
-                lock.broadcast()
-                lock.unlock()
-                if data.isEmpty { return }
+        let pid = spawned.pid
+        self.pid = pid
+        startThread(named: "agent-stdout") { [self] in
+            Self.readAll(stdout.read) { bytes in
+                lock.withLock {
+                    if let bytes { output += String(decoding: bytes, as: UTF8.self) } else { closed = true }
+                    lock.broadcast()
+                }
             }
         }
         if let relay, let name = relayStderrAs {
             relayClosed = false
-            startRelay(relay.fileHandleForReading, name: name)
+            startRelay(relay.read, name: name)
+        }
+        startThread(named: "agent-wait") { [self] in
+            var raw: Int32 = 0
+            while waitpid(pid, &raw, 0) < 0 && errno == EINTR {}
+            lock.withLock {
+                exited = true
+                let signal = raw & 0x7f  // WTERMSIG; 0 for a normal exit
+                signaled = signal != 0
+                status = signaled ? signal : (raw >> 8) & 0xff
+                exitNanos = DispatchTime.now().uptimeNanoseconds
+                lock.broadcast()
+            }
+            onExit?()
         }
     }
 
-    private func startRelay(_ handle: FileHandle, name: String) {
-        Thread.detachNewThread { [self] in
+    /// A pipe whose ends close on exec (the child gets only the end it is given).
+    private static func pipe() throws(AgentError) -> (read: Int32, write: Int32) {
+        var fds: [Int32] = [-1, -1]
+        let result = cuffd_pipe_cloexec(&fds)
+        guard result == 0 else { throw .system("pipe: \(String(cString: strerror(-result)))") }
+        return (fds[0], fds[1])
+    }
+
+    /// `posix_spawn` with stdin from /dev/null, stdout (and stderr when given) on
+    /// these descriptors, every signal at its default and none blocked, whatever
+    /// the calling thread has (a dispatch worker blocks them all): an agent must
+    /// be stoppable with SIGTERM, a demo interruptible. The child's pid, or the errno.
+    private static func spawn(_ executable: String, _ arguments: [String],
+                              stdout: Int32, stderr: Int32?) -> (pid: pid_t, error: Int32) {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, stdout, 1)
+        if let stderr { posix_spawn_file_actions_adddup2(&actions, stderr, 2) }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t(), all = sigset_t()
+        sigemptyset(&none)
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { for arg in argv { free(arg) } }
+        var pid: pid_t = 0
+        let error = posix_spawn(&pid, executable, &actions, &attributes, argv, Glibc.environ)
+        return (pid, error)
+    }
+
+    /// Reads `fd` to its end, handing each chunk to `chunk`, then nil; closes it.
+    private static func readAll(_ fd: Int32, _ chunk: (UnsafeRawBufferPointer?) -> Void) {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+        defer { buffer.deallocate(); close(fd) }
+        while true {
+            let n = read(fd, buffer.baseAddress, buffer.count)
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { break }
+            chunk(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+        }
+        chunk(nil)
+    }
+
+    private func startRelay(_ fd: Int32, name: String) {
+        startThread(named: "agent-stderr") { [self] in
             var pending = ""
-            while true {
-                let data = handle.availableData
-                pending += String(decoding: data, as: UTF8.self)
+            Self.readAll(fd) { bytes in
+                if let bytes { pending += String(decoding: bytes, as: UTF8.self) }
                 var lines = pending.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-                pending = data.isEmpty ? "" : lines.removeLast()
+                pending = bytes == nil ? "" : lines.removeLast()
                 for line in lines where !line.isEmpty {
                     Console.err(line.hasPrefix("error:") || line.hasPrefix("warning:") ? "\(name): \(line)" : line)
                 }
-                lock.lock()
-                stderrLines += lines.filter { !$0.isEmpty }
-                if stderrLines.count > 400 { stderrLines.removeFirst(stderrLines.count - 200) }
-                if data.isEmpty { relayClosed = true }
-                lock.broadcast()
-                lock.unlock()
-                if data.isEmpty { return }
+                lock.withLock {
+                    stderrLines += lines.filter { !$0.isEmpty }
+                    if stderrLines.count > 400 { stderrLines.removeFirst(stderrLines.count - 200) }
+                    if bytes == nil { relayClosed = true }
+                    lock.broadcast()
+                }
             }
         }
     }
@@ -168,7 +223,7 @@ public final class AgentProcess: @unchecked Sendable {
             awaitOutputEnd(seconds: Self.outputDrainSeconds)
             return status
         }
-        kill(process.processIdentifier, SIGKILL)
+        kill(pid, SIGKILL)
         _ = awaitExit(seconds: .infinity)
         return nil
     }
@@ -242,11 +297,8 @@ public final class AgentProcess: @unchecked Sendable {
     }
 
     public func terminate(signal: Int32 = SIGKILL) {
-        if process.isRunning { kill(process.processIdentifier, signal) }
+        if !hasExited { kill(pid, signal) }
     }
-
-    /// The child's process id.
-    public var pid: pid_t { process.processIdentifier }
 
     /// The last `lines` lines of the stderr file (`stderrPath`), each prefixed
     /// with `name`, for a failure message; empty without a file.

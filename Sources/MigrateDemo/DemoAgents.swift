@@ -1,4 +1,5 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
 import Glibc
 import MigrateAgent
 
@@ -10,7 +11,7 @@ import MigrateAgent
 /// Threading: the controlling thread adds, waits and stops; an agent's exit
 /// (its termination handler) and the signal thread only `wake` under `lock`.
 final class DemoAgents: @unchecked Sendable {
-    private let lock = NSCondition()
+    private let lock = Condition()
     private var started: [AgentProcess] = []
     private var signal: Int32?
     private var catcher: SignalCatcher?
@@ -115,7 +116,7 @@ public final class SignalCatcher: @unchecked Sendable {
         writeEnd = fds[1]
         self.signals = signals
         Self.pipeWriteEnd = writeEnd
-        Thread.detachNewThread { [readEnd] in
+        startThread(named: "signal-catcher") { [readEnd] in
             var byte: UInt8 = 0
             while true {
                 let n = read(readEnd, &byte, 1)

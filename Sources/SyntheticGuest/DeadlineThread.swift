@@ -1,5 +1,8 @@
 import MigrateAgent
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
+import Synchronization
 
 /// A thread of our own that runs `body` once and is joined with a deadline.
 /// Memory that may fault into a userfaultfd is touched only from such threads,
@@ -10,27 +13,26 @@ import Foundation
 public final class DeadlineThread<Result: Sendable>: @unchecked Sendable {
     public let name: String
     private let finished = DispatchSemaphore(value: 0)
-    private let lock = NSLock()
-    private var result: Result?
-    private var joined = false
+    /// The thread's result once it returned, and whether a join saw it finish.
+    private let state = Mutex<(result: Result?, joined: Bool)>((nil, false))
 
     /// Starts the thread now. `body` must keep alive what it touches.
     public init(_ name: String, _ body: @escaping @Sendable () -> Result) {
         self.name = name
         startThread(named: name) { [self] in
             let value = body()
-            lock.withLock { result = value }
+            state.withLock { $0.result = value }
             finished.signal()
         }
     }
 
     /// The result, or nil when the thread is still running at `deadline`.
     public func join(until deadline: DispatchTime) -> Result? {
-        if !lock.withLock({ joined }) {
+        if !state.withLock({ $0.joined }) {
             guard finished.wait(timeout: deadline) == .success else { return nil }
-            lock.withLock { joined = true }
+            state.withLock { $0.joined = true }
         }
-        return lock.withLock { result }
+        return state.withLock { $0.result }
     }
 
     /// The result, or nil when the thread is still running after `seconds`.

@@ -1,5 +1,7 @@
 import MigrateAgent
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 
 /// Threads that only touch guest memory (never the loop's state), started
 /// together and waited for with a deadline: a thread blocked on a fault that

@@ -1,6 +1,7 @@
 import CGuestAccess
 import Dispatch
-import Foundation
+import FoundationEssentials
+import Glibc
 import MigrateAgent
 import Synchronization
 

@@ -1,5 +1,7 @@
 import ArgumentParser
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 import MigrateAgent
 import MigrateBench
 import MigrateDemo
@@ -84,7 +86,7 @@ struct BenchCommand: ParsableCommand {
         if let renderMarkdown { return try render(renderMarkdown) }
         var configuration = BenchConfiguration(executable: AgentProcess.currentExecutable)
         configuration.arenaSize = try parseSize(arena)
-        configuration.scenarios = scenarios.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        configuration.scenarios = scenarios.split(separator: ",").map { $0.trimmed }
         configuration.repetitions = repetitions
         configuration.writeRatio = writeRatio
         configuration.migrationSizes = migrationSizes == "none" ? []

@@ -76,7 +76,7 @@ struct HostileSourceTests {
         let welcome = Message.welcome(Welcome(pageSize: Self.pageSize, pageCount: UInt64(Self.pageCount), sessionID: 42)).encoded()
         let start = Date()
         // One byte of the welcome every half second: bytes keep coming, no frame ever completes.
-        for byte in welcome where destination.process.isRunning {
+        for byte in welcome where !destination.hasExited {
             urgent.send([byte])
             usleep(500_000)  // the trickle's pace, not synchronisation: the assertion is on the exit below
         }

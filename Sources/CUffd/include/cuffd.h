@@ -260,4 +260,11 @@ static inline int cuffd_name_thread(const char *name) {
     return prctl(15 /* PR_SET_NAME */, (unsigned long)name, 0UL, 0UL, 0UL) == 0 ? 0 : -errno;
 }
 
+// A pipe whose ends close on exec, created atomically (pipe2 needs _GNU_SOURCE,
+// which Swift's Glibc module does not define): a child spawned by another thread
+// meanwhile must not inherit it, or its reader never sees the end.
+static inline int cuffd_pipe_cloexec(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC) == 0 ? 0 : -errno;
+}
+
 #endif

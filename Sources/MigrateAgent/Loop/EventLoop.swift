@@ -1,5 +1,7 @@
 import CLibUV
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// One libuv loop, run by the thread that calls `run`. Every handle created on this

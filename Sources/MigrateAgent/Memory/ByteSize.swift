@@ -6,9 +6,9 @@ public struct ByteSize: Sendable, Hashable, CustomStringConvertible {
     public init(bytes: Int) { self.bytes = bytes }
 
     public init(parsing text: String) throws(AgentError) {
-        let trimmed = text.trimmingSpaces
+        let trimmed = text.trimmed
         let digits = trimmed.prefix { $0.isASCII && $0.isNumber }
-        let unit = String(trimmed.dropFirst(digits.count)).trimmingSpaces.lowercased()
+        let unit = String(trimmed.dropFirst(digits.count)).trimmed.lowercased()
         let multipliers: [String: Int] = [
             "": 1, "b": 1,
             "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10,
@@ -37,11 +37,5 @@ public struct ByteSize: Sendable, Hashable, CustomStringConvertible {
             return "\(bytes >> shift) \(unit)"
         }
         return "\(bytes) bytes"
-    }
-}
-
-extension String {
-    var trimmingSpaces: String {
-        String(drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
     }
 }

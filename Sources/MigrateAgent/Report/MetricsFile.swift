@@ -1,4 +1,6 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 
 /// The destination's counters and demand-latency histogram as a Prometheus text
 /// file, rewritten whole (a temporary file renamed over it) so that a reader

@@ -1,4 +1,6 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 
 /// JSON and human-readable renderings of the reports.
 public enum ReportFormatting {
@@ -13,7 +15,7 @@ public enum ReportFormatting {
         do {
             try Data(json(value).utf8).write(to: URL(fileURLWithPath: path))
         } catch {
-            throw .system("cannot write the report to \(path): \(error.localizedDescription)")
+            throw .system("cannot write the report to \(path): \(error)")
         }
     }
 

@@ -1,5 +1,7 @@
 import Crypto
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 import Wire
 
 /// The two keys of one encrypted connection, one per direction, derived with

@@ -1,5 +1,7 @@
 import CUffd
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 import Wire
 
 /// Digests the frozen arena on a thread of its own at the lowest priority (it

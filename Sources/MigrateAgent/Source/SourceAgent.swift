@@ -1,4 +1,6 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 import Wire
 
 /// The source agent: owns the guest's memory, accepts one destination,

@@ -1,5 +1,6 @@
 import Dispatch
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Stops pre-copy's dirty tracking after switch-over. Unregistering write
 /// protection over the whole guest view walks every page-table entry (about

@@ -1,4 +1,5 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
 import Glibc
 
 /// What a VMM hands over on the Unix socket: its regions, its userfaultfd, and who it is.

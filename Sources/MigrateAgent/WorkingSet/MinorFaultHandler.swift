@@ -1,7 +1,8 @@
 import CGuestAccess
 import CUffd
 import Dispatch
-import Foundation
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// The minor-fault sampler's own thread: reads the MINOR faults of the sampled
