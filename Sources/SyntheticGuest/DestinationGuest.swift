@@ -65,7 +65,7 @@ public final class DestinationGuest: DestinationWorkload, @unchecked Sendable {
         guard let versions = GuestVersions(encoded: state, pageCount: pageCount) else {
             throw .protocolViolation("guest state of \(state.count) bytes does not fit \(pageCount) pages")
         }
-        guard pageCount <= Int(UInt32.max) else {  // the walk holds 4-byte indices
+        guard pageCount <= Int(UInt32.max) else {  // the touch log and a hot-set walk hold 4-byte indices
             throw .protocolViolation("the synthetic guest walks at most \(UInt32.max) pages, not \(pageCount)")
         }
         self.arena = context.arena
@@ -84,31 +84,31 @@ public final class DestinationGuest: DestinationWorkload, @unchecked Sendable {
     private func startThreads() {
         let n = configuration.threads
         threads.start(count: n, name: "guest") { [self] t in
-            // 4-byte page indices: the walk is the largest thing a guest thread keeps.
-            let pages = Array(stride(from: UInt32(t), to: UInt32(arena.pageCount), by: n))
-            let order = configuration.pattern.order(pages: consume pages, seed: configuration.seed &+ UInt64(t))
-            run(thread: t, of: n, order: order, result: resultSlots + t)
+            let walk = configuration.pattern.walk(first: t, stride: n, count: (arena.pageCount - t + n - 1) / n,
+                                                  seed: configuration.seed &+ UInt64(t))
+            run(thread: t, of: n, walk: walk, result: resultSlots + t)
         }
     }
 
-    private func run(thread t: Int, of n: Int, order: [UInt32], result: UnsafeMutablePointer<ThreadResult>) {
+    private func run(thread t: Int, of n: Int, walk: PageWalk, result: UnsafeMutablePointer<ThreadResult>) {
         let pageSize = arena.pageSize
         var rng = SplitMix64(seed: configuration.seed ^ 0xA5A5 &+ UInt64(t))
         let writeThreshold = UInt64(configuration.writeRatio * Double(UInt64.max >> 11)) << 11
-        var touched = [Bool](repeating: false, count: arena.pageCount / n + 1)
+        var touched = [UInt64](repeating: 0, count: arena.pageCount / n / 64 + 1)  // a bit per page of this thread
         result.pointee.firstTouchStartNanos = EventLoop.nowNanos()
-        for index in order {
-            let page = Int(index)
+        for step in 0..<walk.count {
+            let page = walk[step]
             if aborted.load(ordering: .relaxed) { break }
             let address = arena.guestPage(page)
-            let first = !touched[page / n]
+            let (word, bit) = (page / n).quotientAndRemainder(dividingBy: 64)
+            let first = touched[word] & (1 << bit) == 0
             let start = EventLoop.nowNanos()
             if first { context.touchLog.started(thread: t, page: page, at: start) }
             _ = guest_read_u64(address)  // the access that faults when the page is not here yet
             let end = EventLoop.nowNanos()
             result.pointee.accesses += 1
             if first {
-                touched[page / n] = true
+                touched[word] |= 1 << bit
                 result.pointee.pagesTouched += 1
                 if context.wasDemandFetched(page) {
                     context.touchLog.ended(thread: t, page: page, at: end)

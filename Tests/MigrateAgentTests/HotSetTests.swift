@@ -54,4 +54,29 @@ struct HotSetTests {
         #expect(guest.accesses == 0)
         #expect(guest.takeTouched() == [])
     }
+
+    @Test("a random permutation visits each position once, depends on the seed, and is the same every time",
+          arguments: [0, 1, 2, 3, 5, 64, 1000, 4097])
+    func randomPermutation(count: Int) {
+        let p = RandomPermutation(count: count, seed: 7)
+        let positions = (0..<count).map { p[$0] }
+        #expect(positions.sorted() == Array(0..<count))
+        #expect((0..<count).map { RandomPermutation(count: count, seed: 7)[$0] } == positions)
+        if count >= 64 {
+            #expect((0..<count).map { RandomPermutation(count: count, seed: 8)[$0] } != positions)
+            #expect(positions != Array(0..<count), "not the identity")
+        }
+    }
+
+    @Test("a thread's walk visits the pages the listed order gives, for every pattern")
+    func walksMatchTheirOrder() {
+        let threads = 3, pageCount = 1_000
+        for pattern in AccessPattern.allCases {
+            for t in 0..<threads {
+                let pages = Array(stride(from: t, to: pageCount, by: threads))
+                let walk = pattern.walk(first: t, stride: threads, count: pages.count, seed: 5)
+                #expect((0..<walk.count).map { walk[$0] } == pattern.order(pages: pages, seed: 5), "\(pattern), thread \(t)")
+            }
+        }
+    }
 }
