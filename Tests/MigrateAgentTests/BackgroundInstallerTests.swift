@@ -29,7 +29,7 @@ private final class Rig: @unchecked Sendable {
     init(pages: Int, name: String) throws {
         arena = try Arena(size: pages * Arena.systemPageSize, name: name)
         backend = try makeBackend(.missing, arena: arena)
-        hashes = ReceivedHashes(pageCount: pages, pageSize: arena.pageSize)
+        hashes = ReceivedHashes(pageCount: pages, pageSize: arena.pageSize, arena: arena, keepsTable: true)
         installer = BackgroundInstaller(resolver: backend, hashes: hashes)
         source = .allocate(byteCount: pages * arena.pageSize, alignment: 4096)
         for page in 0..<pages {
@@ -122,7 +122,7 @@ struct BackgroundInstallerTests {
         for page in 0..<pages {
             #expect(PageContent.verify(arena.ioPage(page), index: page, version: 1, pageSize: pageSize), "page \(page)")
             let expected = PageHash.hash(UnsafeRawBufferPointer(start: rig.source + page * pageSize, count: pageSize))
-            let recorded = rig.hashes.bytes(of: page).load(as: UInt128.self)
+            let recorded = try #require(rig.hashes.bytes(of: page)).load(as: UInt128.self)
             #expect(recorded == expected, "hash of page \(page)")
         }
     }

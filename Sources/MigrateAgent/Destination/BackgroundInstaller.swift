@@ -208,7 +208,7 @@ final class BackgroundInstaller: @unchecked Sendable {
             return
         }
         for k in 0..<slot.count {
-            hashes.record(slot.first + k, bytes: source + k * pageSize)
+            hashes.recordOnWorker(slot.first + k, bytes: source + k * pageSize)
         }
     }
 }

@@ -100,7 +100,9 @@ public final class DestinationAgent: @unchecked Sendable {
         let space = memory.space
         tracker = PageTracker(pageCount: space.pageCount)
         phases = FaultPhaseClock()
-        hashes = ReceivedHashes(pageCount: space.pageCount, pageSize: space.pageSize)
+        // A VMM's removed pages turn to zeros: their hashes must be replaceable from the start.
+        hashes = ReceivedHashes(pageCount: space.pageCount, pageSize: space.pageSize, arena: memory.arena,
+                                keepsTable: memory.vmm != nil)
         flow = BackgroundFlow(loop: loop, throttlesDuringDemand: configuration.throttleBackgroundDuringDemand)
         busyPoll = BusyPoll(loop: loop, windowMicros: configuration.busyPollMicros)
         faults = FaultService(loop: loop, resolver: memory.resolver, tracker: tracker, hashes: hashes, phases: phases,

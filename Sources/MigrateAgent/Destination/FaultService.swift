@@ -189,11 +189,10 @@ final class FaultService {
         phases.requested(page, at: now)
     }
 
-    /// Queues one page's request, with the held copy's hash when asked.
+    /// Queues one page's request, with the held copy's hash when asked (and kept: pre-copy keeps them).
     private func sendRequest(_ page: Int, withHash: Bool) {
-        if withHash {
-            urgent?.send(kind: .request, flags: RequestFlags.hasHash.rawValue, count: 1, arg: UInt64(page),
-                         payload: hashes.bytes(of: page))
+        if withHash, let hash = hashes.bytes(of: page) {
+            urgent?.send(kind: .request, flags: RequestFlags.hasHash.rawValue, count: 1, arg: UInt64(page), payload: hash)
         } else {
             urgent?.send(kind: .request, count: 1, arg: UInt64(page))
         }

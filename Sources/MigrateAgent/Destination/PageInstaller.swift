@@ -237,6 +237,7 @@ final class PageInstaller {
     func precopy(_ frame: ParsedFrame) throws(AgentError) {
         loop.assertOnLoop()
         guard let arena = ioArena else { throw .protocolViolation("pre-copy pages for a VMM's memory, which has no pre-copy") }
+        hashes.keepTable()  // a pre-copied page may be stale later, and is then named by its hash
         let first = Int(frame.header.arg)
         let pageSize = arena.pageSize
         for k in 0..<Int(frame.header.count) {
@@ -253,6 +254,7 @@ final class PageInstaller {
     func precopyZero(first: Int, count: Int) throws(AgentError) {
         loop.assertOnLoop()
         guard let arena = ioArena else { throw .protocolViolation("pre-copy pages for a VMM's memory, which has no pre-copy") }
+        hashes.keepTable()
         for page in first..<(first + count) {
             arena.ioPage(page).initializeMemory(as: UInt8.self, repeating: 0, count: arena.pageSize)
             hashes.recordZero(page)

@@ -1,0 +1,65 @@
+@testable import MigrateAgent
+import SyntheticGuest
+import Testing
+import Wire
+
+/// The destination's record of received pages in both forms: a table of hashes
+/// and a running digest, which must give the digest of the bytes received.
+/// Plain memory: no kernel feature is involved.
+@Suite("Received hashes: table and running digest")
+struct ReceivedHashesTests {
+    static let pages = 200
+
+    /// An arena holding version 1 of every page, and the expected digest of it.
+    func filledArena(_ name: String) throws -> (Arena, UInt128) {
+        let arena = try Arena(size: Self.pages * Arena.systemPageSize, name: name)
+        for page in 0..<Self.pages where page % 7 != 0 {  // every seventh page stays zero
+            PageContent.fill(arena.ioPage(page), index: page, version: 1, pageSize: arena.pageSize)
+        }
+        let digest = ArenaDigest.of(arena: UnsafeRawBufferPointer(start: arena.ioBase, count: arena.size), pageSize: arena.pageSize)
+        return (arena, digest.value)
+    }
+
+    /// Records every page once: zero pages as zeros, odd pages on the worker's path.
+    func recordAll(_ hashes: ReceivedHashes, _ arena: Arena) {
+        for page in 0..<Self.pages {
+            if page % 7 == 0 { hashes.recordZero(page) }
+            else if page % 2 == 1 { hashes.recordOnWorker(page, bytes: arena.ioPage(page)) }
+            else { hashes.record(page, bytes: arena.ioPage(page)) }
+        }
+    }
+
+    @Test("both forms give the digest of the bytes received; only the table names a page's hash")
+    func formsAgree() throws {
+        let (arena, expected) = try filledArena("hashes-forms")
+        for keepsTable in [false, true] {
+            let hashes = ReceivedHashes(pageCount: Self.pages, pageSize: arena.pageSize, arena: arena, keepsTable: keepsTable)
+            recordAll(hashes, arena)
+            #expect(hashes.digest() == expected, "keepsTable \(keepsTable)")
+            #expect((hashes.bytes(of: 3) != nil) == keepsTable)
+        }
+    }
+
+    @Test("a page recorded twice in the running form: the digest is taken from the arena, not the sum")
+    func recordedTwice() throws {
+        let (arena, _) = try filledArena("hashes-twice")
+        let hashes = ReceivedHashes(pageCount: Self.pages, pageSize: arena.pageSize, arena: arena, keepsTable: false)
+        recordAll(hashes, arena)
+        PageContent.fill(arena.ioPage(10), index: 10, version: 2, pageSize: arena.pageSize)
+        hashes.record(10, bytes: arena.ioPage(10))  // the first hash of page 10 cannot be taken back
+        let now = ArenaDigest.of(arena: UnsafeRawBufferPointer(start: arena.ioBase, count: arena.size), pageSize: arena.pageSize)
+        #expect(hashes.digest() == now.value)
+    }
+
+    @Test("pre-copy switches the running form to the table before the first page")
+    func keepTable() throws {
+        let (arena, expected) = try filledArena("hashes-precopy")
+        let hashes = ReceivedHashes(pageCount: Self.pages, pageSize: arena.pageSize, arena: arena, keepsTable: false)
+        #expect(hashes.bytes(of: 0) == nil)
+        hashes.keepTable()
+        recordAll(hashes, arena)
+        hashes.record(10, bytes: arena.ioPage(10))  // a refreshed copy replaces its hash in the table
+        #expect(hashes.keepsTable && hashes.bytes(of: 0) != nil)
+        #expect(hashes.digest() == expected)
+    }
+}
