@@ -27,6 +27,8 @@ enum Tuning {
     static let destinationTickMillis: UInt64 = 50
     /// The source's check for a destination that stopped reading.
     static let sourceWatchdogMillis: UInt64 = 250
+    /// How often the source re-paces its bulk stream to what demand leaves of `--max-bandwidth` (`BulkPacer`).
+    static let pacingMillis: UInt64 = 10
     /// Connections the source lets prove the key at once; more are closed on accept.
     static let maxPendingConnections = 16
     /// Waits between reconnect attempts of the destination: doubling within this range.

@@ -29,6 +29,10 @@ enum OptionBounds {
     static let precopyRounds = 0...100
     /// `--guest-threads` of the destination (0: an idle guest) and the demo.
     static let destinationGuestThreads = 0...256
+    /// `--max-bandwidth` (bytes a second): below 1 MiB/s even a small guest takes minutes to move.
+    static let minimumBandwidth = 1 << 20
+    /// `--link-pacing` (bench): a percentage of the link's rate; 0 is unpaced.
+    static let linkPacingPercent = 0...100
     /// `--guest-threads` of the source.
     static let sourceGuestThreads = 1...256
     /// `--guest-access-rate` (accesses a second): 0 is unpaced; a billion is beyond any thread.

@@ -58,6 +58,11 @@ struct SourceCommand: ParsableCommand {
         "The loop thread's scheduler slice in microseconds (Linux 6.12+ EEVDF custom slice, 100-100000): a short one "
         + "lets the loop preempt busy threads when a fault or request wakes it. Default: the kernel's."))
     var loopSlice: Int?
+    @Option(help: ArgumentHelp(
+        "Most bytes a second the background stream sends, e.g. 110MiB (default: no limit), paced by the kernel's TCP. "
+        + "Below a shared link's rate the link's queue stays empty, so demand pages do not wait behind the stream.",
+        valueName: "size"))
+    var maxBandwidth: String?
     @Option(help: "Seconds a destination may leave the stream unread before giving up.") var peerTimeout = 10.0
     @OptionGroup var key: KeyOptions
     @Option(help: "After switch-over, seconds to resume the session when a connection drops (0: a drop ends the migration).")
@@ -114,6 +119,13 @@ struct SourceCommand: ParsableCommand {
         configuration.busyPollMicros = busyPoll
         configuration.busyPollDuringStream = busyPollDuringStream
         configuration.loopSliceMicros = loopSlice
+        if let maxBandwidth {
+            let rate = try parseSize(maxBandwidth)
+            guard rate >= OptionBounds.minimumBandwidth else {
+                throw ValidationError("--max-bandwidth must be at least \(ByteSize(bytes: OptionBounds.minimumBandwidth)) a second, not \(maxBandwidth)")
+            }
+            configuration.maxBandwidth = UInt64(rate)
+        }
         configuration.peerTimeoutSeconds = peerTimeout
         configuration.reconnectTimeoutSeconds = reconnectTimeout
         configuration.handshakeTimeoutSeconds = handshakeTimeout

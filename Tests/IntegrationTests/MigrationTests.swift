@@ -56,6 +56,23 @@ struct MigrationTests {
         }
     }
 
+    @Test("--max-bandwidth paces the background stream: 32 MiB at 16 MiB/s takes over 1.5 s, and every byte matches")
+    func maxBandwidth() throws {
+        let scratch = AgentHarness.scratchDirectory()
+        let (source, address) = try AgentHarness.startSource(arena: "32MiB", extra: ["--max-bandwidth", "16MiB"])
+        defer { source.terminate() }
+        let reportPath = scratch.appendingPathComponent("d.json").path
+        let destination = try AgentHarness.start([
+            "destination", "--connect", address, "--arena", "32MiB", "--guest-threads", "0", "--report-json", reportPath,
+        ])
+        #expect(destination.wait(seconds: 120) == 0, "destination: \(destination.capturedOutput)")
+        #expect(source.wait(seconds: 30) == 0, "source: \(source.capturedOutput)")
+        let report = try #require(ReportFormatting.read(DestinationReport.self, fromFile: reportPath))
+        #expect(report.digestMatch && report.backgroundPages == report.pageCount)
+        #expect(report.elapsedSeconds > 1.5, "unpaced, 32 MiB moves in about 0.05 s here: \(report.elapsedSeconds) s")
+        #expect(!source.capturedOutput.contains("not paced"), "\(source.capturedOutput)")
+    }
+
     @Test("demo --json reports the required fields")
     func demoJSON() throws {
         let demo = try AgentHarness.start(["demo", "--arena", "64MiB", "--json"])

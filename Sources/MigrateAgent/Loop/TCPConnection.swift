@@ -148,6 +148,22 @@ public final class TCPConnection {
         _ = setsockopt(fd, SOL_SOCKET, SO_PRIORITY, &priority, socklen_t(MemoryLayout<Int32>.size))
     }
 
+    /// Paces what this connection sends to at most `bytesPerSecond`, in the
+    /// kernel (TCP's own pacing, whatever the qdisc; Linux 4.13+). Returns why
+    /// the kernel refused it, or nil.
+    public func limitSendRate(bytesPerSecond: UInt64) -> String? {
+        loop.assertOnLoop()
+        var fd: uv_os_fd_t = -1
+        guard uv_fileno(UnsafeMutableRawPointer(handle).assumingMemoryBound(to: uv_handle_t.self), &fd) == 0 else {
+            return "the connection has no socket"
+        }
+        var rate = bytesPerSecond
+        guard setsockopt(fd, SOL_SOCKET, 47 /* SO_MAX_PACING_RATE */, &rate, socklen_t(MemoryLayout<UInt64>.size)) == 0 else {
+            return "setsockopt(SO_MAX_PACING_RATE): \(String(cString: strerror(errno)))"
+        }
+        return nil
+    }
+
     /// Starts reading frames.
     public func startReading() {
         loop.assertOnLoop()

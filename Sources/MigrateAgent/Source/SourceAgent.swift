@@ -61,6 +61,8 @@ public final class SourceAgent: @unchecked Sendable {
     private var retiredTracker: TrackerRetirement?
     private var precopy: PrecopyRounds?
     private var watchdog: LoopTimer?
+    /// Paces the bulk stream below `--max-bandwidth`, demand first (nil: no limit).
+    private lazy var pacer: BulkPacer? = configuration.maxBandwidth.map(BulkPacer.init)
     /// Expires connections that are too slow to prove the key.
     private var handshakeTimer: LoopTimer?
     /// When the end of the stream was handed to the socket: `done` is due within the peer timeout.
@@ -307,6 +309,7 @@ public final class SourceAgent: @unchecked Sendable {
 
     private func startBulk(_ connection: TCPConnection) {
         bulk = connection
+        pace(connection)
         connection.limits = sessionLimits
         connection.onFrame = { [unowned connection] frame in
             connection.fail(.protocolViolation, "unexpected \(frame.header.kind) frame on the bulk connection")
@@ -366,11 +369,18 @@ public final class SourceAgent: @unchecked Sendable {
         configuration.progress("source: destination is resuming the session")
     }
 
+    /// Holds the bulk stream to what demand leaves of `--max-bandwidth`, if one was given.
+    private func pace(_ connection: TCPConnection) {
+        guard let pacer, let refused = connection.limitSendRate(bytesPerSecond: pacer.bulkRate) else { return }
+        configuration.progress("source: warning: the bulk stream is not paced to \(pacer.bulkRate) bytes/s: \(refused)")
+    }
+
     /// The resumed bulk connection: it first says which pages the destination
     /// holds (`have`), then the stream restarts over every page it lacks.
     private func resumeBulk(_ connection: TCPConnection, haveFrames: Int) {
         resumingBulk?.close()
         resumingBulk = connection
+        pace(connection)
         haveFramesDue = haveFrames
         sentSinceSwitchover.removeAll()
         connection.limits = sessionLimits
@@ -446,6 +456,9 @@ public final class SourceAgent: @unchecked Sendable {
         phase = .postcopy
         demand = DemandServer(loop: loop, arena: arena, sent: sentSinceSwitchover, stale: stale, busyPoll: busyPoll,
                               trace: traces?.recorder)
+        pacer?.start(loop: loop, sent: { [unowned self] in UInt64((demand?.counts.pagesSent ?? 0) * arena.pageSize) }) {
+            [unowned self] rate in _ = self.bulk?.limitSendRate(bytesPerSecond: rate)
+        }
         // Stale pages first; without pre-copy every page is still absent there (the warm-up's hot pages or a prefetch trace's first).
         let hadPrecopy = precopy != nil
         // After pre-copy only the stale pages remain: the hot ones first, if the warm-up found any.
@@ -518,6 +531,7 @@ public final class SourceAgent: @unchecked Sendable {
             bulk.send(.endOfStream(pagesSent: UInt64(stream.pagesSent), digest: digest.value))
             bulk.flush()
             endSent = true
+            pacer?.stop()
             busyPoll.isSuspended = false  // the demand left after the stream has the loop to itself
             endSentNanos = EventLoop.nowNanos()
             configuration.progress("source: background stream complete (\(stream.pagesSent) pages)")
@@ -597,6 +611,7 @@ public final class SourceAgent: @unchecked Sendable {
         pumpAgain?.close()
         busyPoll.close()
         watchdog?.close()
+        pacer?.stop()
         loop.shutdown()
     }
 
