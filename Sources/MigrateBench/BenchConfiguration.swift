@@ -31,6 +31,9 @@ public struct BenchConfiguration: Sendable {
     /// Real links (issue 9): the agents in network namespaces joined by a veth pair
     /// shaped to each rate in turn; empty for none.
     public var links: [LinkRate] = []
+    /// On a link, the source's bulk stream paced to this percentage of the link's
+    /// rate (`source --max-bandwidth`); nil: unpaced.
+    public var linkPacingPercent: Int? = nil
     /// Issue 10's working-set figures: the hot-set guest's arena; nil for none.
     public var workingSetBytes: Int? = 256 << 20
     /// Their warm-up (`source --track-seconds`) and scan interval (`--track-interval`).

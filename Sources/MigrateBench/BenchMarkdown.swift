@@ -158,16 +158,18 @@ public enum BenchMarkdown {
             for l in r.links where l.skipped != nil { md.append("- \(l.name): skipped: \(l.skipped!)") }
             if !measuredLinks.isEmpty {
                 md.append("")
-                md.append("| link | shaping | round trip p50 / p99 µs | floor p50 / p99 µs | bulk MB/s (best) | `random-1t-bg` p50 / p99 µs | × floor (p50) | idle guest MB/s | of the link's rate |")
-                md.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+                md.append("| link | shaping | source's stream | round trip p50 / p99 µs | floor p50 / p99 µs | bulk MB/s (best) | `random-1t-bg` p50 / p99 µs | × floor (p50) | its migration s | idle guest MB/s | of the link's rate |")
+                md.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
                 for l in measuredLinks {
                     let s = l.scenarios.first
                     md.append("| \(l.name) | `\(l.shaping)` | "
+                        + (l.pacingPercent.map { "paced: demand first within \($0)% of the rate" } ?? "unpaced") + " | "
                         + (l.roundTrip.map { "\(n($0.latency.p50)) / \(n($0.latency.p99))" } ?? "—") + " | "
                         + (l.floor.map { "\(n($0.p50)) / \(n($0.p99))" } ?? "—") + " | "
                         + (l.bandwidth.map { String(format: "%.0f", $0.best / 1e6) } ?? "—") + " | "
                         + (s.map { "\(n($0.latency.p50)) / \(n($0.latency.p99))" } ?? "—") + " | "
                         + (s.flatMap { s in l.floor.map { String(format: "%.2f", s.latency.p50 / max($0.p50, 0.001)) } } ?? "—") + " | "
+                        + (s?.migrationSeconds.map { String(format: "%.2f", $0) } ?? "—") + " | "
                         + (l.migration.map { String(format: "%.0f", $0.megabytesPerSecond) } ?? "—") + " | "
                         + (l.migrationFractionOfLink.map { String(format: "%.0f%%", $0 * 100) } ?? "—") + " |")
                 }

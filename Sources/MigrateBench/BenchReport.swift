@@ -153,6 +153,9 @@ public struct LinkResult: Codable, Sendable {
     public var shaping: String
     /// Why the link was not measured (not root, no `ip` or `tc`, the kernel refused the qdisc), or nil.
     public var skipped: String?
+    /// The source's `--max-bandwidth` as a percentage of the link's rate (its stream paced to what
+    /// demand pages leave of it), or nil: unpaced.
+    public var pacingPercent: Int?
     /// A 16-byte request and a 4 KiB reply across the shaped link while it is idle, at `floor`'s placement.
     public var roundTrip: LatencyBaseline?
     /// Raw userfaultfd resolution (this run's, same placement) plus `roundTrip`.

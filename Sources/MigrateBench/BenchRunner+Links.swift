@@ -62,6 +62,7 @@ extension BenchRunner {
         let rate = link.rate
         let progress = configuration.progress
         var result = LinkResult(name: rate.name, rateBitsPerSecond: rate.bitsPerSecond, shaping: link.shaping)
+        result.pacingPercent = configuration.linkPacingPercent
         // The floor on this link: this run's raw userfaultfd resolution, plus a round trip
         // across the shaped veth while it is idle, at the placement of the run's floor.
         let placement = baselines.floor?.placement ?? .unpinned

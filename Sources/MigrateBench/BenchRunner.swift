@@ -181,7 +181,8 @@ public final class BenchRunner {
                                      arenaBytes: scenario.arenaBytes ?? configuration.arenaSize,
                                      timeoutSeconds: configuration.runTimeoutSeconds)
                 pair.link = link
-                let outcome = try pair.run(sourceOptions: sourceOptions(scenario), destinationOptions: destinationOptions(scenario))
+                let outcome = try pair.run(sourceOptions: sourceOptions(scenario) + pacing(on: link),
+                                           destinationOptions: destinationOptions(scenario))
                 let run = ScenarioRun(outcome)
                 runs[i].append(run)
                 histograms[i].add(outcome.histogram)
@@ -230,6 +231,12 @@ public final class BenchRunner {
             + (configuration.loopSliceMicros.map { ["--loop-slice", "\($0)"] } ?? [])
     }
 
+    /// The source's `--max-bandwidth` on a link, when the stream is paced (`linkPacingPercent`).
+    func pacing(on link: LinkHosts?) -> [String] {
+        guard let link, let percent = configuration.linkPacingPercent else { return [] }
+        return ["--max-bandwidth", "\(UInt64(link.rate.bytesPerSecond) * UInt64(percent) / 100)"]
+    }
+
     /// Pre-copy rounds of the hybrid scenarios, as `demo --precopy-rounds 3` in issue 9.
     static let hybridPrecopyRounds = 3
 
@@ -249,7 +256,8 @@ public final class BenchRunner {
             var pair = AgentPair(executable: configuration.executable, directory: workDirectory, label: label,
                                  arenaBytes: size, timeoutSeconds: configuration.runTimeoutSeconds)
             pair.link = link
-            let outcome = try pair.run(sourceOptions: ["--guest-threads", "2", "--dirty-rate", "0", "--background"] + agentOptions,
+            let outcome = try pair.run(sourceOptions: ["--guest-threads", "2", "--dirty-rate", "0", "--background"] + agentOptions
+                                           + pacing(on: link),
                                        destinationOptions: ["--protection", backend.rawValue, "--guest-threads", "0"] + destinationAgentOptions)
             if let before = reportedBefore, let after = MachineInfo.reportedFreeKiB() { reported.append(after - before) }
             seconds.append(outcome.destination.elapsedSeconds)

@@ -188,6 +188,12 @@ public enum BenchTable {
         return out
     }
 
+    /// How the source's stream shared the link with demand pages.
+    static func pacing(_ l: LinkResult) -> String {
+        guard let percent = l.pacingPercent else { return "the source's stream unpaced" }
+        return "the source's stream paced to what demand pages leave of \(percent)% of the link's rate (source --max-bandwidth)"
+    }
+
     /// Issue 9's real links: what was made, the floor on it, and what ran across it.
     static func linkLines(_ r: BenchReport) -> [String] {
         guard !r.links.isEmpty else { return [] }
@@ -199,6 +205,7 @@ public enum BenchTable {
                 continue
             }
             out.append("  \(l.name): \(l.shaping)")
+            out.append("    " + pacing(l))
             if let rtt = l.roundTrip, let floor = l.floor {
                 out.append("    round trip across the idle link (\(rtt.placement.rawValue)): p50 \(n(rtt.latency.p50)) µs, "
                     + "p99 \(n(rtt.latency.p99)) µs; floor (+ raw uffd MISSING): p50 \(n(floor.p50)) µs, p99 \(n(floor.p99)) µs")

@@ -204,6 +204,8 @@ public enum UnderLoadTargets {
                     + "(raw uffd MISSING + round trip across the idle link)"
                 t.context = "p50 \(f(s.latency.p50)) µs (\(s.faultsMeasured) demand faults) against the floor \(f(floor.p50)) µs"
                     + (link.roundTrip.map { " (round trip \(f($0.latency.p50)) µs)" } ?? "")
+                    + "; " + BenchTable.pacing(link)
+                    + (s.migrationSeconds.map { "; its migration took \(f($0, 2)) s" } ?? "")
                     + (link.migration.map { m in
                         "; an idle guest migrates at \(f(m.megabytesPerSecond, 0)) MB/s over it, "
                             + "\(f((link.migrationFractionOfLink ?? 0) * 100, 0))% of the link's \(f(link.rateBitsPerSecond / 8e6, 0)) MB/s"

@@ -36,6 +36,10 @@ struct BenchCommand: ParsableCommand {
         valueName: "rates"))
     var links = "auto"
     @Option(help: ArgumentHelp(
+        "On a link, the source's --max-bandwidth as this percentage of the link's rate: its background stream gets what "
+            + "demand pages leave of it, so they do not queue behind the stream (0: unpaced).", valueName: "percent"))
+    var linkPacing = 95
+    @Option(help: ArgumentHelp(
         "Issue 10's working-set figures on a hot-set guest of this size (hot-first against address order, the tracker's "
             + "cost, recall and precision), or none. Asked for alone (--scenarios none --migration-sizes none --links none), "
             + "it runs without the baselines. Default: the --arena size.", valueName: "size"))
@@ -109,6 +113,8 @@ struct BenchCommand: ParsableCommand {
         configuration.workingSetIntervalMillis = workingSetInterval
         configuration.workingSetTracking = AccessTrackingMethod(rawValue: workingSetTracking)
         configuration.links = try linkRates()
+        try checkRange(linkPacing, "--link-pacing", in: OptionBounds.linkPacingPercent)
+        configuration.linkPacingPercent = linkPacing > 0 ? linkPacing : nil
         configuration.workDirectory = workDir
         configuration.commandLine = CommandLine.arguments
         configuration.progress = { Console.err($0) }

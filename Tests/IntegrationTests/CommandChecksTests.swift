@@ -85,6 +85,8 @@ struct CommandChecksTests {
     @Test("numeric options out of range are refused with the option and its range named", arguments: [
         (["source", "--dirty-rate", "9223372036854775807"], "--dirty-rate must be from 0 to 1000000"),
         (["source", "--peer-timeout", "inf"], "--peer-timeout must be a number of seconds from 0.1 to 86400"),
+        (["source", "--max-bandwidth", "100KiB"], "--max-bandwidth must be at least 1 MiB a second, not 100KiB"),
+        (["bench", "--link-pacing", "101"], "--link-pacing must be from 0 to 100, not 101"),
         (["source", "--peer-timeout", "1e-9"], "--peer-timeout must be a number of seconds"),
         (["source", "--peer-timeout", "nan"], "--peer-timeout must be a number of seconds"),
         (["source", "--busy-poll", "9223372036854775807"], "--busy-poll must be from 0 to 1000000"),
