@@ -9,7 +9,15 @@ import Glibc
 /// (and the agents do not load Foundation: see `String(format:)`).
 /// The thread keeps what `body` captures alive until it returns.
 public func startThread(named name: String, _ body: @escaping @Sendable () -> Void) {
-    final class Start { let name: String; let body: @Sendable () -> Void; init(_ n: String, _ b: @escaping @Sendable () -> Void) { name = n; body = b } }
+    /// What the new thread needs, handed over as one retained pointer.
+    final class Start {
+        let name: String
+        let body: @Sendable () -> Void
+        init(_ name: String, _ body: @escaping @Sendable () -> Void) {
+            self.name = name
+            self.body = body
+        }
+    }
     var attributes = pthread_attr_t()
     pthread_attr_init(&attributes)
     defer { pthread_attr_destroy(&attributes) }
