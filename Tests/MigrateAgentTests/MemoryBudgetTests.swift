@@ -18,12 +18,12 @@ struct MemoryBudgetTests {
         let budget = MemoryBudget(limits: [.init(kind: .memory, bytesLeft: 24 * gib, name: "MemAvailable in /proc/meminfo")])
         let text = try #require(message { try budget.check(arenaBytes: 64 * gib, pageSize: 4096) })
         #expect(text.contains("64 GiB") && text.contains("24.0 GiB") && text.contains("MemAvailable"), "\(text)")
-        #expect(text.contains("65.0 GiB"), "the bookkeeping (64 bytes a page: 1 GiB) is counted: \(text)")
+        #expect(text.contains("64.5 GiB"), "the bookkeeping (32 bytes a page: 512 MiB) is counted: \(text)")
     }
 
     @Test("an arena that fits with its bookkeeping is accepted; one that fits only without it is not")
     func bookkeepingCounts() throws {
-        let budget = MemoryBudget(limits: [.init(kind: .memory, bytesLeft: 8 * gib + (8 * gib / 4096) * 64, name: "m")])
+        let budget = MemoryBudget(limits: [.init(kind: .memory, bytesLeft: 8 * gib + (8 * gib / 4096) * MemoryBudget.bookkeepingBytesPerPage, name: "m")])
         try budget.check(arenaBytes: 8 * gib, pageSize: 4096)
         let tight = MemoryBudget(limits: [.init(kind: .memory, bytesLeft: 8 * gib, name: "m")])
         #expect(message { try tight.check(arenaBytes: 8 * gib, pageSize: 4096) } != nil)

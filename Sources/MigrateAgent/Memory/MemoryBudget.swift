@@ -25,10 +25,12 @@ import Glibc
 ///
 /// Threading: a value; `current()` reads files and may run on any thread.
 public struct MemoryBudget: Sendable, Equatable {
-    /// Bytes an agent keeps per page besides the page itself: the destination
-    /// holds a state byte, a 128-bit hash and five 64-bit timestamps per page
-    /// (57 bytes), the source a version and flags (6); rounded up.
-    public static let bookkeepingBytesPerPage = 64
+    /// Bytes an agent keeps per page besides the page itself, at most: the
+    /// destination a state byte, a 128-bit hash (kept with pre-copy or a VMM's
+    /// memory; a bit otherwise) and, with the synthetic guest, its 4-byte
+    /// version, which also arrives as the switch-over state in a receive buffer
+    /// of twice its size (29 bytes); the source a version and flags (6); rounded up.
+    public static let bookkeepingBytesPerPage = 32
 
     /// One limit: how many bytes are left under it, and what it is, for the message.
     public struct Limit: Sendable, Equatable {
