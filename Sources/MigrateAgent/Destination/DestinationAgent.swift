@@ -100,7 +100,7 @@ public final class DestinationAgent: @unchecked Sendable {
         let space = memory.space
         tracker = PageTracker(pageCount: space.pageCount)
         phases = FaultPhaseClock()
-        // A VMM's removed pages turn to zeros: their hashes must be replaceable from the start.
+        // A VMM's removed pages turn to zeros before their bytes could be hashed: it keeps every page's hash.
         hashes = ReceivedHashes(pageCount: space.pageCount, pageSize: space.pageSize, arena: memory.arena,
                                 keepsTable: memory.vmm != nil)
         flow = BackgroundFlow(loop: loop, throttlesDuringDemand: configuration.throttleBackgroundDuringDemand)
@@ -277,7 +277,7 @@ public final class DestinationAgent: @unchecked Sendable {
     private func switchover(_ frame: ParsedFrame) throws(AgentError) {
         let applyStart = EventLoop.nowNanos()
         if let backend = memory.backend {
-            let held = try Switchover.apply(tracker: tracker, backend: backend)
+            let held = try Switchover.apply(tracker: tracker, backend: backend, hashes: hashes)
             report.pagesProtectedAtSwitchover = tracker.staleCount
             mapper = HeldPageMapper(loop: loop, backend: backend, runs: held) { [unowned self] in fail($0) }
         }

@@ -189,10 +189,12 @@ final class FaultService {
         phases.requested(page, at: now)
     }
 
-    /// Queues one page's request, with the held copy's hash when asked (and kept: pre-copy keeps them).
+    /// Queues one page's request, with the held copy's hash when asked.
     private func sendRequest(_ page: Int, withHash: Bool) {
-        if withHash, let hash = hashes.bytes(of: page) {
-            urgent?.send(kind: .request, flags: RequestFlags.hasHash.rawValue, count: 1, arg: UInt64(page), payload: hash)
+        if withHash {
+            withUnsafeBytes(of: hashes.heldHash(of: page).littleEndian) { hash in  // the wire is little-endian
+                urgent?.send(kind: .request, flags: RequestFlags.hasHash.rawValue, count: 1, arg: UInt64(page), payload: hash)
+            }
         } else {
             urgent?.send(kind: .request, count: 1, arg: UInt64(page))
         }

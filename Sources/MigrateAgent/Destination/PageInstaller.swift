@@ -123,6 +123,7 @@ final class PageInstaller {
                 i += 1
                 continue
             case .stale, .staleRequested:
+                hashes.forget(first + i)  // while the stale bytes are still here
                 try resolver.refresh(page: first + i, fresh: bytes(i))
                 counts.refreshed += 1
                 arrived(first + i, demand: state == .staleRequested, bytes: bytes(i), receivedAt: receivedAt)
@@ -237,11 +238,11 @@ final class PageInstaller {
     func precopy(_ frame: ParsedFrame) throws(AgentError) {
         loop.assertOnLoop()
         guard let arena = ioArena else { throw .protocolViolation("pre-copy pages for a VMM's memory, which has no pre-copy") }
-        hashes.keepTable()  // a pre-copied page may be stale later, and is then named by its hash
         let first = Int(frame.header.arg)
         let pageSize = arena.pageSize
         for k in 0..<Int(frame.header.count) {
             let bytes = frame.payload.baseAddress! + k * pageSize
+            hashes.forget(first + k)  // an earlier round's copy, if any
             arena.ioPage(first + k).copyMemory(from: bytes, byteCount: pageSize)
             hashes.record(first + k, bytes: bytes)
             if tracker.state(first + k) != .present { tracker.set(first + k, .present) }
@@ -254,8 +255,8 @@ final class PageInstaller {
     func precopyZero(first: Int, count: Int) throws(AgentError) {
         loop.assertOnLoop()
         guard let arena = ioArena else { throw .protocolViolation("pre-copy pages for a VMM's memory, which has no pre-copy") }
-        hashes.keepTable()
         for page in first..<(first + count) {
+            hashes.forget(page)
             arena.ioPage(page).initializeMemory(as: UInt8.self, repeating: 0, count: arena.pageSize)
             hashes.recordZero(page)
             if tracker.state(page) != .present { tracker.set(page, .present) }

@@ -2,19 +2,23 @@ import CGuestAccess
 import Wire
 
 /// What the destination knows of the pages it received: the input of the
-/// end-to-end digest compared with the source's, and, where a held copy may be
-/// named or replaced later, each page's 128-bit hash.
+/// end-to-end digest compared with the source's, and the 128-bit hash of the
+/// copy it holds of a page (a stale copy is named by it in a refresh request,
+/// so the source can answer "unchanged").
 ///
-/// Two forms. A *table* of every page's hash when a copy can be replaced: a
-/// VMM's memory (a removed page turns to zeros) and pre-copy (a stale copy is
-/// named by its hash in a refresh request, so the source can answer
-/// "unchanged"). Otherwise (post-copy into our own arena, where each page
-/// arrives once) a *running digest*: each page's hash is added as it is
-/// recorded and not kept, so the agent keeps a bit a page instead of 16 bytes.
-/// A page recorded twice there (never expected) cannot take its first hash
-/// back: the digest is then computed from the arena itself at the end.
-/// Post-copy starts running; the first pre-copy page switches to the table,
-/// before any page was recorded otherwise.
+/// Two forms. In our own arena, a *running digest*: each page's hash is added
+/// as it is recorded and not kept, so the agent keeps a bit a page instead of
+/// 16 bytes. A copy about to be replaced (a page pre-copy sends again, a stale
+/// page refreshed) is first `forget`-ten: its hash, taken from the copy still
+/// in memory, leaves the digest; a held copy's hash is likewise hashed from
+/// memory when a request names it (a backend that drops stale copies, `missing`,
+/// forgets them at switch-over, before it drops them). A page recorded twice
+/// without that (never expected) cannot take its first hash back: the digest
+/// is then computed from the arena itself at the end, which can only fail the
+/// comparison if the guest wrote meanwhile (a false alarm, never a false
+/// match). A VMM's memory keeps a *table* of every page's
+/// hash instead: a removed page turns to zeros under the kernel's hands, its
+/// old bytes gone before they could be hashed.
 ///
 /// Threading: the destination's loop thread, except the pages a `BackgroundInstaller`
 /// holds (`.arriving`): its worker records those (`recordOnWorker`, into a
@@ -26,19 +30,19 @@ final class ReceivedHashes {
     let pageSize: Int
     /// Every page's hash in the table form; lazily backed (`calloc`), so it costs nothing while running.
     private let hashes: UnsafeMutablePointer<UInt128>
-    private(set) var keepsTable: Bool
+    let keepsTable: Bool
     /// Running form: the digest of the pages the loop recorded, and of those the worker recorded.
     private var loopDigest = ArenaDigest()
     private let workerDigest: UnsafeMutablePointer<ArenaDigest>
-    /// Running form: a bit per page recorded (set by either thread, atomically), to catch a second record.
+    /// Running form: a bit per page whose hash is in the digest (set by either thread, atomically).
     private let recorded: UnsafeMutablePointer<UInt64>
     private let recordedAgain: UnsafeMutablePointer<UInt8>
-    /// Where the pages are, to hash them all if the running digest cannot be trusted.
+    /// Where the held copies are, to hash one that is replaced or named, or all if the running digest cannot be trusted.
     private let arena: Arena?
     /// The hash of an all-zero page, for pages that arrive as `zeroPages` runs.
     private let zeroHash: UInt128
 
-    /// `keepsTable`: from the start (a VMM's memory); else running until `keepTable()`.
+    /// `keepsTable`: a VMM's memory (without an arena of our own, always).
     init(pageCount: Int, pageSize: Int, arena: Arena?, keepsTable: Bool) {
         self.pageCount = pageCount
         self.pageSize = pageSize
@@ -62,11 +66,13 @@ final class ReceivedHashes {
         workerDigest.deallocate()
     }
 
-    /// Pre-copy begins: keep every page's hash from now on. Before any page was recorded.
-    func keepTable() {
-        precondition(keepsTable || (loopDigest.value == 0 && workerDigest.pointee.value == 0),
-                     "the table must be kept from the first page")
-        keepsTable = true
+    /// The copy of `page` held here is about to be replaced (loop thread, before
+    /// its bytes change): its hash leaves the running digest. Nothing in the table form.
+    func forget(_ page: Int) {
+        guard !keepsTable, let arena else { return }
+        let bit = UInt64(1) << (page & 63)
+        guard atomic_fetch_and_u64(recorded + (page >> 6), ~bit) & bit != 0 else { return }
+        loopDigest.remove(page: UInt64(page), hash: PageHash.hash(UnsafeRawBufferPointer(start: arena.ioPage(page), count: pageSize)))
     }
 
     /// Records the hash of `bytes`, the page now held for `page` (loop thread).
@@ -94,9 +100,10 @@ final class ReceivedHashes {
         if atomic_fetch_or_u64(recorded + (page >> 6), bit) & bit != 0 { atomic_store_relaxed_u8(recordedAgain, 1) }
     }
 
-    /// The 16 bytes of `page`'s hash, as a request frame carries them; nil without a table.
-    @inline(__always) func bytes(of page: Int) -> UnsafeRawBufferPointer? {
-        keepsTable ? UnsafeRawBufferPointer(start: hashes + page, count: MemoryLayout<UInt128>.size) : nil
+    /// The hash of the copy of `page` held here, as a refresh request names it.
+    func heldHash(of page: Int) -> UInt128 {
+        guard !keepsTable, let arena else { return hashes[page] }
+        return PageHash.hash(UnsafeRawBufferPointer(start: arena.ioPage(page), count: pageSize))
     }
 
     /// The digest of the whole arena as received: once every page is here (and the

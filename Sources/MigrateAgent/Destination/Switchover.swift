@@ -13,9 +13,13 @@ enum Switchover {
 
     /// Protects the stale pages, and returns the runs of pre-copied pages still to be
     /// mapped (`activate`), which `HeldPageMapper` maps while the guest runs. Stale pages
-    /// are never mapped here: they stay protected until refreshed.
-    static func apply(tracker: PageTracker, backend: any ProtectionBackend) throws(AgentError) -> [(first: Int, count: Int)] {
+    /// are never mapped here: they stay protected until refreshed. A backend that
+    /// drops a stale copy to protect it (`missing`) drops its bytes: their hash
+    /// leaves the digest first (`ReceivedHashes.forget`), while they are still here.
+    static func apply(tracker: PageTracker, backend: any ProtectionBackend,
+                      hashes: ReceivedHashes) throws(AgentError) -> [(first: Int, count: Int)] {
         try tracker.forEachRun(where: { $0 == .stale }) { (first, count) throws(AgentError) in
+            if !backend.keepsStaleCopy { for page in first..<(first + count) { hashes.forget(page) } }
             try backend.protect(first: first, count: count)
         }
         var held: [(first: Int, count: Int)] = []
