@@ -26,8 +26,8 @@ import Glibc
 /// Threading: a value; `current()` reads files and may run on any thread.
 public struct MemoryBudget: Sendable, Equatable {
     /// Bytes an agent keeps per page besides the page itself, at most: the
-    /// destination a state byte, a 128-bit hash (kept with pre-copy or a VMM's
-    /// memory; a bit otherwise) and, with the synthetic guest, its 4-byte
+    /// destination a state byte, a 128-bit hash (kept for a VMM's memory; a bit
+    /// otherwise) and, with the synthetic guest, its 4-byte
     /// version, which also arrives as the switch-over state in a receive buffer
     /// of twice its size (29 bytes); the source a version and flags (6); rounded up.
     public static let bookkeepingBytesPerPage = 32
