@@ -3,10 +3,9 @@ import SyntheticGuest
 import Testing
 import Wire
 
-/// The destination's record of received pages in both forms: a table of hashes
-/// and a running digest, which must give the digest of the bytes received.
-/// Plain memory: no kernel feature is involved.
-@Suite("Received hashes: table and running digest")
+/// The destination's running digest of received pages, which must give the
+/// digest of the bytes received. Plain memory: no kernel feature is involved.
+@Suite("Received hashes: the running digest")
 struct ReceivedHashesTests {
     static let pages = 200
 
@@ -29,33 +28,30 @@ struct ReceivedHashesTests {
         }
     }
 
-    @Test("both forms give the digest of the bytes received and the hash of a held copy")
-    func formsAgree() throws {
-        let (arena, expected) = try filledArena("hashes-forms")
-        for keepsTable in [false, true] {
-            let hashes = ReceivedHashes(pageCount: Self.pages, pageSize: arena.pageSize, arena: arena, keepsTable: keepsTable)
-            recordAll(hashes, arena)
-            #expect(hashes.digest() == expected, "keepsTable \(keepsTable)")
-            let held = PageHash.hash(UnsafeRawBufferPointer(start: arena.ioPage(3), count: arena.pageSize))
-            #expect(hashes.heldHash(of: 3) == held, "keepsTable \(keepsTable)")
-        }
-    }
-
-    @Test("a page recorded twice in the running form: the digest is taken from the arena, not the sum")
-    func recordedTwice() throws {
-        let (arena, _) = try filledArena("hashes-twice")
-        let hashes = ReceivedHashes(pageCount: Self.pages, pageSize: arena.pageSize, arena: arena, keepsTable: false)
+    @Test("the digest is that of the bytes received, recorded on the loop or the worker; a held copy hashes as it is")
+    func digestOfReceived() throws {
+        let (arena, expected) = try filledArena("hashes-digest")
+        let hashes = ReceivedHashes(pageCount: Self.pages, pageSize: arena.pageSize, arena: arena)
         recordAll(hashes, arena)
-        PageContent.fill(arena.ioPage(10), index: 10, version: 2, pageSize: arena.pageSize)
-        hashes.record(10, bytes: arena.ioPage(10))  // not forgotten first: the first hash of page 10 cannot be taken back
-        let now = ArenaDigest.of(arena: UnsafeRawBufferPointer(start: arena.ioBase, count: arena.size), pageSize: arena.pageSize)
-        #expect(hashes.digest() == now.value)
+        #expect(hashes.digest() == expected)
+        #expect(hashes.heldHash(of: 3) == PageHash.hash(UnsafeRawBufferPointer(start: arena.ioPage(3), count: arena.pageSize)))
     }
 
-    @Test("a copy forgotten before it is replaced (pre-copy rounds, a stale page refreshed) leaves the running digest")
+    @Test("the same bytes again (a demand answer and the stream's copy) are counted once")
+    func sameBytesAgain() throws {
+        let (arena, expected) = try filledArena("hashes-again")
+        let hashes = ReceivedHashes(pageCount: Self.pages, pageSize: arena.pageSize, arena: arena)
+        recordAll(hashes, arena)
+        hashes.record(10, bytes: arena.ioPage(10))
+        hashes.recordOnWorker(11, bytes: arena.ioPage(11))
+        hashes.recordZero(14)
+        #expect(hashes.digest() == expected)
+    }
+
+    @Test("a copy forgotten before it is replaced (pre-copy rounds, a stale page refreshed) leaves the digest")
     func forgetBeforeReplacing() throws {
         let (arena, _) = try filledArena("hashes-forget")
-        let hashes = ReceivedHashes(pageCount: Self.pages, pageSize: arena.pageSize, arena: arena, keepsTable: false)
+        let hashes = ReceivedHashes(pageCount: Self.pages, pageSize: arena.pageSize, arena: arena)
         recordAll(hashes, arena)
         for page in [10, 11, 14] {  // 14 was a zero page
             hashes.forget(page)
@@ -70,6 +66,5 @@ struct ReceivedHashesTests {
         hashes.record(199, bytes: arena.ioPage(199))
         let now = ArenaDigest.of(arena: UnsafeRawBufferPointer(start: arena.ioBase, count: arena.size), pageSize: arena.pageSize)
         #expect(hashes.digest() == now.value)
-        #expect(hashes.heldHash(of: 10) == PageHash.hash(UnsafeRawBufferPointer(start: arena.ioPage(10), count: arena.pageSize)))
     }
 }

@@ -100,9 +100,7 @@ public final class DestinationAgent: @unchecked Sendable {
         let space = memory.space
         tracker = PageTracker(pageCount: space.pageCount)
         phases = FaultPhaseClock()
-        // A VMM's removed pages turn to zeros before their bytes could be hashed: it keeps every page's hash.
-        hashes = ReceivedHashes(pageCount: space.pageCount, pageSize: space.pageSize, arena: memory.arena,
-                                keepsTable: memory.vmm != nil)
+        hashes = ReceivedHashes(pageCount: space.pageCount, pageSize: space.pageSize, arena: memory.arena)
         flow = BackgroundFlow(loop: loop, throttlesDuringDemand: configuration.throttleBackgroundDuringDemand)
         busyPoll = BusyPoll(loop: loop, windowMicros: configuration.busyPollMicros)
         faults = FaultService(loop: loop, resolver: memory.resolver, tracker: tracker, hashes: hashes, phases: phases,

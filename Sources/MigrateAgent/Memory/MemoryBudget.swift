@@ -25,11 +25,11 @@ import Glibc
 ///
 /// Threading: a value; `current()` reads files and may run on any thread.
 public struct MemoryBudget: Sendable, Equatable {
-    /// Bytes an agent keeps per page besides the page itself, at most: the
-    /// destination a state byte, a 128-bit hash (kept for a VMM's memory; a bit
-    /// otherwise) and, with the synthetic guest, its 4-byte
-    /// version, which also arrives as the switch-over state in a receive buffer
-    /// of twice its size (29 bytes); the source a version and flags (6); rounded up.
+    /// Bytes an agent keeps per page besides the page itself, with room to
+    /// spare: the destination a state byte, a bit for the digest and, with the
+    /// synthetic guest, its 4-byte version, which also arrives as the switch-over
+    /// state in a receive buffer of twice its size (about 14 bytes); the source
+    /// a version and flags (6).
     public static let bookkeepingBytesPerPage = 32
 
     /// One limit: how many bytes are left under it, and what it is, for the message.
