@@ -94,7 +94,11 @@ public enum ReportFormatting {
         if let g = r.guest {
             lines.append("  guest              \(g.threads) threads, \(g.pattern), \(g.accesses) accesses, \(g.writes) writes, \(g.mismatches) wrong pages")
         }
-        if let m = r.memory {
+        if let m = r.memory, r.vmmPID != nil {
+            // The guest's memory is the VMM's: all of this process's memory is its own.
+            lines.append(String(format: "  memory             PSS %.1f MiB, RSS %.1f MiB (the guest's memory is the VMM's)",
+                                Double(m.pssBytes) / 1048576, Double(m.rssBytes) / 1048576))
+        } else if let m = r.memory {
             lines.append(String(format: "  memory             PSS %.1f MiB (%.1f MiB beyond the arena), RSS %.1f MiB (the arena's two views counted twice)",
                                 Double(m.pssBytes) / 1048576, Double(m.pssBytes - r.arenaBytes) / 1048576, Double(m.rssBytes) / 1048576))
         }
