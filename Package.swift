@@ -69,7 +69,10 @@ let package = Package(
         // stand-in-vmm: StandInVMMTests runs the binary built next to the test bundle.
         // Test helpers shared by the test targets (huge page reservations).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "MigrateAgentTests", dependencies: ["TestSupport", "MigrateAgent", "SyntheticGuest", "CUffd", "Wire", "MigrateDemo", "stand-in-vmm"]),
+        // MemberImportVisibility: a file sees the extensions of what it imports only, so a
+        // file without Foundation calls the agents' own `String(format:)`, not Foundation's.
+        .testTarget(name: "MigrateAgentTests", dependencies: ["TestSupport", "MigrateAgent", "SyntheticGuest", "CUffd", "Wire", "MigrateDemo", "stand-in-vmm"],
+                    swiftSettings: [.enableUpcomingFeature("MemberImportVisibility")]),
         // The backend contract of BackendContract, once per backend the kernel offers.
         .testTarget(name: "BackendContractTests", dependencies: ["BackendContract", "MigrateAgent"]),
         // Runs the real migrate-agent binary as two processes on 127.0.0.1.

@@ -321,7 +321,7 @@ public final class BenchRunner {
         do {
             try FileManager.default.createDirectory(atPath: workDirectory, withIntermediateDirectories: true)
         } catch {
-            throw .system("cannot create \(workDirectory): \(error)")
+            throw .system("cannot create \(workDirectory): \(error.reasonText)")
         }
     }
 

@@ -21,7 +21,7 @@ public enum LatencyCSV {
                 + floors.map { "\($0.placement.rawValue),\($0.p50),\($0.p99),\($0.placement == reference ? 1 : 0)" }
             try (floorRows.joined(separator: "\n") + "\n").write(toFile: "\(directory)/floor.csv", atomically: true, encoding: .utf8)
         } catch {
-            throw .system("cannot write the CSV files to \(directory): \(error)")
+            throw .system("cannot write the CSV files to \(directory): \(error.reasonText)")
         }
     }
 

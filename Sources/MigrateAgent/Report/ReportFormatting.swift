@@ -15,7 +15,7 @@ public enum ReportFormatting {
         do {
             try Data(json(value).utf8).write(to: URL(fileURLWithPath: path))
         } catch {
-            throw .system("cannot write the report to \(path): \(error)")
+            throw .system("cannot write the report to \(path): \(error.reasonText)")
         }
     }
 

@@ -1,3 +1,4 @@
+import FoundationEssentials
 import Glibc
 
 extension String {
@@ -22,5 +23,17 @@ extension StringProtocol {
         let isSpace: (Character) -> Bool = { $0.isWhitespace || $0.isNewline }
         guard let first = firstIndex(where: { !isSpace($0) }), let last = lastIndex(where: { !isSpace($0) }) else { return "" }
         return String(self[first...last])
+    }
+}
+
+extension Error {
+    /// One line for a message: the system's reason for a failed file operation
+    /// ("No such file or directory", as Foundation's `localizedDescription`
+    /// gives it; FoundationEssentials' `CocoaError` prints its whole structure),
+    /// else the error's own description.
+    public var reasonText: String {
+        let posix = (self as? POSIXError) ?? ((self as? CocoaError)?.userInfo["NSUnderlyingError"] as? POSIXError)
+        if let posix { return String(cString: strerror(posix.code.rawValue)) }
+        return "\(self)"
     }
 }
