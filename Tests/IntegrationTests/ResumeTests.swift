@@ -20,7 +20,9 @@ struct ResumeTests {
     func cutConnections(seed: UInt64) throws {
         let scratch = AgentHarness.scratchDirectory()
         let reports = (source: scratch.appendingPathComponent("s.json").path, destination: scratch.appendingPathComponent("d.json").path)
-        let (source, address) = try AgentHarness.startSource(arena: "64MiB", extra: ["--report-json", reports.source])
+        // Every third seed paces the stream (--max-bandwidth): a resumed bulk connection is paced again.
+        let paced = seed % 3 == 0 ? ["--max-bandwidth", "128MiB"] : []
+        let (source, address) = try AgentHarness.startSource(arena: "64MiB", extra: ["--report-json", reports.source] + paced)
         defer { source.terminate() }
         // Past the switch-over state (4 bytes a page, 64 KiB here): a cut before it
         // ends the migration by design, the guest then still runs on the source.
@@ -40,6 +42,7 @@ struct ResumeTests {
         #expect(proxy.cuts >= 1, "the relay must have cut at least one connection")
         #expect((d?.resumes ?? 0) >= 1, "a cut must have been resumed: \(destination.capturedOutput)")
         #expect(s?.resumes == d?.resumes, "both agents count the same resumes")
+        #expect(!source.capturedOutput.contains("not paced"), "\(source.capturedOutput)")
     }
 
     @Test("a resume needs the key: a peer that knows the session id but not the key gets nothing")
