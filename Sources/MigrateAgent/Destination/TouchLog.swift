@@ -11,7 +11,9 @@ import CGuestAccess
 /// per thread (64 bytes, a cache line of its own), not a stamp per page: its
 /// size is bounded by the threads, whatever the arena. Each stamp packs the
 /// page (4 bytes) with a `TouchTick` (4 bytes, 16 ns), so one atomic load reads
-/// both. The loop finds a fault's slot by its page (a scan of the slots).
+/// both. The loop finds a fault's slot from its page alone: guest thread `t`
+/// of `n` touches only the pages `p` with `p % n == t` (the synthetic guest's
+/// split), so with any number of threads a fault costs one slot's load.
 ///
 /// Threading: guest thread `t` writes only slot `t`'s access stamps (release
 /// stores); the loop reads them (acquire loads) and alone writes the resolved
@@ -38,6 +40,7 @@ public final class TouchLog: @unchecked Sendable {
 
     /// Guest thread `thread` begins an access of `page` (pages below 2³²).
     @inline(__always) public func started(thread: Int, page: Int, at nanos: UInt64) {
+        assert(page % slots == thread, "thread \(thread) of \(slots) touched page \(page), another thread's")
         atomic_store_u64(field(.started, thread), Self.pack(page, nanos))
     }
 
@@ -69,13 +72,11 @@ public final class TouchLog: @unchecked Sendable {
         words + thread * Self.wordsPerSlot + f.rawValue
     }
 
-    /// The thread whose access of `page` is in flight, if any.
+    /// The thread whose access of `page` is in flight, if any: the one that owns the page.
     @inline(__always) private func waiting(on page: Int) -> Int? {
-        for t in 0..<slots {
-            let stamp = atomic_load_u64(field(.started, t))
-            if stamp >> 32 == UInt64(page), Self.tick(stamp) != 0 { return t }
-        }
-        return nil
+        let t = page % slots
+        let stamp = atomic_load_u64(field(.started, t))
+        return stamp >> 32 == UInt64(page) && Self.tick(stamp) != 0 ? t : nil
     }
 
     /// Slot `t`'s wake-up from its last resolved fault, once that access returned; counted once.

@@ -37,6 +37,7 @@ public struct DestinationGuestOutcome: Sendable {
 /// memory (and may block on faults the loop resolves).
 public protocol DestinationWorkload: AnyObject, CustomStringConvertible {
     /// The threads that touch guest memory: one slot each in the touch log.
+    /// Thread `t` touches only the pages whose index `% threadCount == t`.
     var threadCount: Int { get }
     /// Starts the guest with its switch-over state. Throws `.protocolViolation`
     /// when the state does not fit.
