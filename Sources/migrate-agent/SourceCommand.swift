@@ -59,8 +59,9 @@ struct SourceCommand: ParsableCommand {
         + "lets the loop preempt busy threads when a fault or request wakes it. Default: the kernel's."))
     var loopSlice: Int?
     @Option(help: ArgumentHelp(
-        "Most bytes a second the background stream sends, e.g. 110MiB (default: no limit), paced by the kernel's TCP. "
-        + "Below a shared link's rate the link's queue stays empty, so demand pages do not wait behind the stream.",
+        "Most bytes a second the migration sends, e.g. 110MiB (default: no limit), demand pages first: the kernel's TCP "
+        + "paces the background stream to what they leave. Set just below a shared link's rate, no queue builds in front "
+        + "of demand pages.",
         valueName: "size"))
     var maxBandwidth: String?
     @Option(help: "Seconds a destination may leave the stream unread before giving up.") var peerTimeout = 10.0

@@ -52,10 +52,11 @@ public struct SourceConfiguration: Sendable {
     public var busyPollDuringStream = false
     /// The loop thread's scheduler slice in microseconds (`LoopSlice`; nil: the kernel's default).
     public var loopSliceMicros: Int?
-    /// Most bytes a second the bulk connection sends (nil: as fast as it goes),
-    /// paced by the kernel's TCP (`SO_MAX_PACING_RATE`). Below a shared link's
-    /// rate, the link's queue stays empty and a demand page never waits behind
-    /// the stream (QEMU's `max-postcopy-bandwidth`).
+    /// Most bytes a second both connections send together (nil: no limit),
+    /// demand first: `BulkPacer` paces the bulk connection (`SO_MAX_PACING_RATE`,
+    /// the kernel's TCP) to what the demand pages leave. Just below a shared
+    /// link's rate, the link's queue stays empty and a demand page never waits
+    /// behind the stream (as QEMU's `max-postcopy-bandwidth`, with demand first).
     public var maxBandwidth: UInt64?
     /// A destination that reads nothing for this long while data waits for it fails the migration.
     public var peerTimeoutSeconds = 10.0
