@@ -369,6 +369,13 @@ public final class SourceAgent: @unchecked Sendable {
         configuration.progress("source: destination is resuming the session")
     }
 
+    /// While the post-copy stream runs: re-pace it to what demand leaves of `--max-bandwidth`, if one was given.
+    private func startPacing() {
+        pacer?.start(loop: loop, sent: { [unowned self] in UInt64((demand?.counts.pagesSent ?? 0) * arena.pageSize) }) {
+            [unowned self] rate in _ = bulk?.limitSendRate(bytesPerSecond: rate)
+        }
+    }
+
     /// Holds the bulk stream to what demand leaves of `--max-bandwidth`, if one was given.
     private func pace(_ connection: TCPConnection) {
         guard let pacer, let refused = connection.limitSendRate(bytesPerSecond: pacer.bulkRate) else { return }
@@ -408,6 +415,7 @@ public final class SourceAgent: @unchecked Sendable {
         endSent = false
         stream = PageStream(arena: arena, pages: nil, head: precopy == nil ? streamHead : [], pagesPerFrame: pagesPerFrame,
                             skip: sentSinceSwitchover)
+        startPacing()  // the stream runs again (the pacer stopped if it had ended)
         pump()
     }
 
@@ -456,9 +464,7 @@ public final class SourceAgent: @unchecked Sendable {
         phase = .postcopy
         demand = DemandServer(loop: loop, arena: arena, sent: sentSinceSwitchover, stale: stale, busyPoll: busyPoll,
                               trace: traces?.recorder)
-        pacer?.start(loop: loop, sent: { [unowned self] in UInt64((demand?.counts.pagesSent ?? 0) * arena.pageSize) }) {
-            [unowned self] rate in _ = self.bulk?.limitSendRate(bytesPerSecond: rate)
-        }
+        startPacing()
         // Stale pages first; without pre-copy every page is still absent there (the warm-up's hot pages or a prefetch trace's first).
         let hadPrecopy = precopy != nil
         // After pre-copy only the stale pages remain: the hot ones first, if the warm-up found any.
