@@ -6,10 +6,10 @@ struct BulkPacerTests {
     @Test func theStreamGetsWhatDemandLeavesOfTheLimit() {
         let limit: UInt64 = 100_000_000
         #expect(BulkPacer.bulkRate(limit: limit, demandBytesPerSecond: 0) == limit)
-        // A quarter more room than the demand took.
-        #expect(BulkPacer.bulkRate(limit: limit, demandBytesPerSecond: 40_000_000) == 50_000_000)
+        // Twice the room the demand took.
+        #expect(BulkPacer.bulkRate(limit: limit, demandBytesPerSecond: 20_000_000) == 60_000_000)
         // Never below an eighth: the stream is what ends the migration.
-        #expect(BulkPacer.bulkRate(limit: limit, demandBytesPerSecond: 79_000_000) == limit / 8)
+        #expect(BulkPacer.bulkRate(limit: limit, demandBytesPerSecond: 45_000_000) == limit / 8)
         #expect(BulkPacer.bulkRate(limit: limit, demandBytesPerSecond: 1e12) == limit / 8)
     }
 }

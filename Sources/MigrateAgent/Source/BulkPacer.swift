@@ -1,6 +1,6 @@
 /// Keeps a migration within `--max-bandwidth` on the wire, demand first: the
 /// bulk stream is paced (`SO_MAX_PACING_RATE`) to what the demand pages of the
-/// last few milliseconds leave of the limit. On a shared link the demand pages
+/// last few milliseconds leave of the limit (with room to spare: `bulkRate`). On a shared link the demand pages
 /// alone can take a third of it (one guest thread faulting every ~100 µs on
 /// 1 Gbit/s); a stream paced to the whole limit beside them keeps the link's
 /// queue full, and each demand page waits behind it (BENCHMARKS.md).
@@ -20,11 +20,15 @@ final class BulkPacer {
         bulkRate = limit
     }
 
-    /// The bulk stream's rate beside `demandBytesPerSecond`, with a quarter more
-    /// room for the demand's bursts: what the limit leaves, at least an eighth of
-    /// it, so that the stream (which ends the migration) never stops.
+    /// The bulk stream's rate beside `demandBytesPerSecond`: the limit less twice
+    /// the demand, at least an eighth of the limit, so that the stream (which ends
+    /// the migration) never stops. Twice, not once: a stream paced just beside
+    /// slowed demand still sends 64 KiB bursts that keep the link's queue busy, a
+    /// state that holds itself (a quarter more room left demand faults at ~180 µs
+    /// in about half the link runs, BENCHMARKS.md); with twice the room demand
+    /// speeds up, and the stream steps back further.
     static func bulkRate(limit: UInt64, demandBytesPerSecond: Double) -> UInt64 {
-        let left = Double(limit) - demandBytesPerSecond * 1.25
+        let left = Double(limit) - demandBytesPerSecond * 2
         return max(limit / 8, UInt64(max(0, left)))
     }
 
