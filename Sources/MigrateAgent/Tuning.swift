@@ -20,6 +20,8 @@ enum Tuning {
     static let bulkReadBudget = 256 * 1024
     /// Pre-copied pages mapped into the guest view per loop turn after switch-over (`HeldPageMapper`).
     static let mapSlicePages = 512
+    /// Stale copies hashed per loop turn after a hybrid switch-over (`HeldCopyHashes`): ~20 µs of the loop.
+    static let heldHashSlicePages = 64
     /// Bytes the destination decodes from the bulk connection per loop turn while
     /// demand requests are outstanding (`BackgroundFlow`).
     static let bulkReadBudgetDuringDemand = 16 * 1024

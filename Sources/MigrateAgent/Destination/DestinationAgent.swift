@@ -278,6 +278,11 @@ public final class DestinationAgent: @unchecked Sendable {
             let held = try Switchover.apply(tracker: tracker, backend: backend, hashes: hashes)
             report.pagesProtectedAtSwitchover = tracker.staleCount
             mapper = HeldPageMapper(loop: loop, backend: backend, runs: held) { [unowned self] in fail($0) }
+            if backend.keepsStaleCopy, tracker.staleCount > 0 {
+                var stale: [Int] = []
+                try tracker.forEachRun(where: { $0 == .stale }) { first, count in stale += first..<(first + count) }
+                hashes.held = HeldCopyHashes(loop: loop, pages: stale) { [unowned hashes] in hashes.hashOfHeldCopy($0) }
+            }
         }
         poller = try FdPoller(loop: loop, fd: resolver.uffd.fd) { [unowned self] in
             handle { () throws(AgentError) in try faults.drain() }
@@ -301,6 +306,7 @@ public final class DestinationAgent: @unchecked Sendable {
             configuration.progress("destination: warning: \(refused)")
         }
         mapper?.start()  // after the guest started: mapping is no longer downtime
+        hashes.held?.start()  // likewise: a refresh request then finds its held copy's hash ready
         configuration.progress("destination: switched over; \(guest.map { "running \($0)" } ?? "no guest runs here")")
     }
 
@@ -589,6 +595,7 @@ public final class DestinationAgent: @unchecked Sendable {
         }
         vmmWatch?.close()
         mapper?.close()
+        hashes.held?.close()
         poller?.close()
         resolver.uffd.close()  // after the poller stopped watching it: releases any fault the unregister missed
         timer?.close()

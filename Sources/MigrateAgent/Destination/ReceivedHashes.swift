@@ -33,6 +33,8 @@ final class ReceivedHashes {
     private let recorded: UnsafeMutablePointer<UInt64>
     /// Our own arena, where a held copy is hashed from (nil: a VMM's memory).
     private let arena: Arena?
+    /// The stale copies' hashes, taken ahead after a hybrid switch-over (nil: none, or not yet).
+    var held: HeldCopyHashes?
     /// The hash of an all-zero page, for pages that arrive as `zeroPages` runs.
     private let zeroHash: UInt128
 
@@ -78,11 +80,17 @@ final class ReceivedHashes {
         guard let arena else { preconditionFailure("only a copy in our own arena is replaced") }
         let bit = UInt64(1) << (page & 63)
         guard atomic_fetch_and_u64(recorded + (page >> 6), ~bit) & bit != 0 else { return }
-        loopDigest.remove(page: UInt64(page), hash: hash(arena.ioPage(page)))
+        loopDigest.remove(page: UInt64(page), hash: held?.hash(of: page) ?? hash(arena.ioPage(page)))
     }
 
     /// The hash of the copy of `page` held in our arena, as a refresh request names it.
     func heldHash(of page: Int) -> UInt128 {
+        guard let arena else { preconditionFailure("only our own arena holds stale copies") }
+        return held?.hash(of: page) ?? hash(arena.ioPage(page))
+    }
+
+    /// The hash of the copy of `page` held in our arena now (`HeldCopyHashes` takes them ahead).
+    func hashOfHeldCopy(_ page: Int) -> UInt128 {
         guard let arena else { preconditionFailure("only our own arena holds stale copies") }
         return hash(arena.ioPage(page))
     }
