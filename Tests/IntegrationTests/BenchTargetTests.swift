@@ -140,6 +140,17 @@ struct BenchTargetTests {
         let stale = try #require(UnderLoadTargets.judge(report).first { $0.id == "hybrid-stale-vs-absent" })
         #expect(stale.value == 1.4 && stale.met == false)
         #expect(stale.basis.contains("random-4t-nobg-minor-stale") && stale.basis.contains("timed no fault"), "\(stale.basis)")
+        // A handful of faults is no p50 either: the same fallback, and the few are shown.
+        hybrid.latency = Self.summary(5000, 5000, count: 2)
+        report.scenarios[0] = hybrid
+        let few = try #require(UnderLoadTargets.judge(report).first { $0.id == "hybrid-stale-vs-absent" })
+        #expect(few.value == 1.4 && few.basis.contains("timed 2 faults, under 100"), "\(few.basis)")
+        #expect(few.context?.contains("p50 5000.0 µs") == true, "\(few.context ?? "")")
+        // With enough faults the hybrid run itself is judged.
+        hybrid.latency = Self.summary(66, 900, count: 100)
+        report.scenarios[0] = hybrid
+        let judged = try #require(UnderLoadTargets.judge(report).first { $0.id == "hybrid-stale-vs-absent" })
+        #expect(judged.value == 1.1 && judged.met == true, "\(judged.basis)")
     }
 
     // MARK: Hand-made figures
