@@ -12,8 +12,9 @@ import Wire
 /// back): that record is skipped. A copy that is about to be replaced by other
 /// bytes (a page pre-copy sends again, a stale page refreshed) is `forget`-ten
 /// first, while its bytes are still in our arena: their hash leaves the digest.
-/// A refresh request names the held copy by hashing it then (`heldHash`); a
-/// backend that drops stale copies (`missing`) forgets them at switch-over,
+/// A refresh request names the held copy by its hash (`heldHash`, taken ahead
+/// by `HeldCopyHashes` after switch-over); a backend that drops stale copies
+/// (`missing`) forgets them at switch-over,
 /// before it drops them. A VMM's memory has no pre-copy and no stale pages, so
 /// it never needs either (and has no arena of ours to hash from).
 ///
@@ -77,16 +78,14 @@ final class ReceivedHashes {
     /// The copy of `page` held in our arena is about to be replaced by other bytes
     /// (loop thread, before they change): its hash leaves the digest.
     func forget(_ page: Int) {
-        guard let arena else { preconditionFailure("only a copy in our own arena is replaced") }
         let bit = UInt64(1) << (page & 63)
         guard atomic_fetch_and_u64(recorded + (page >> 6), ~bit) & bit != 0 else { return }
-        loopDigest.remove(page: UInt64(page), hash: held?.hash(of: page) ?? hash(arena.ioPage(page)))
+        loopDigest.remove(page: UInt64(page), hash: heldHash(of: page))
     }
 
     /// The hash of the copy of `page` held in our arena, as a refresh request names it.
     func heldHash(of page: Int) -> UInt128 {
-        guard let arena else { preconditionFailure("only our own arena holds stale copies") }
-        return held?.hash(of: page) ?? hash(arena.ioPage(page))
+        held?.hash(of: page) ?? hashOfHeldCopy(page)
     }
 
     /// The hash of the copy of `page` held in our arena now (`HeldCopyHashes` takes them ahead).
