@@ -37,6 +37,11 @@ struct DestinationCommand: ParsableCommand {
         + "(our own arena; a VMM's memory, which has removal events, is always installed on the loop)."))
     var installThread = true
     @Flag(inversion: .prefixedNo, help: ArgumentHelp(
+        "Allocate the whole arena before connecting (minor backend): arriving pages are copied into memory already "
+        + "there and mapped with UFFDIO_CONTINUE, which costs a fraction of UFFDIO_COPY while the guest runs here, and "
+        + "a machine short of memory fails before the migration starts, not in the middle of it."))
+    var preallocate = true
+    @Flag(inversion: .prefixedNo, help: ArgumentHelp(
         "Demand first: while the guest faults, the install thread runs only on a CPU nothing else wants (SCHED_IDLE), "
         + "so faults are served at once; with every core busy the stream is then slower."))
     var yieldToDemand = true
@@ -87,6 +92,7 @@ struct DestinationCommand: ParsableCommand {
         configuration.busyPollMicros = busyPoll
         configuration.loopSliceMicros = loopSlice
         configuration.installThread = installThread
+        configuration.preallocate = preallocate
         configuration.yieldToDemand = yieldToDemand
         configuration.progress = { Console.err($0) }
         try runReportingErrors {

@@ -22,6 +22,8 @@ struct MigrationTests {
         #expect(sourceExit == 0, "source: \(source.capturedOutput)")
         let report = try #require(ReportFormatting.read(DestinationReport.self, fromFile: reportPath))
         #expect(report.backend.rawValue == protection)
+        // Preallocated by default where the backend can use it (minor), never on missing.
+        #expect((report.preallocateMillis != nil) == (protection == "minor"))
         #expect(report.digestMatch)
         #expect(report.arenaVerified)
         #expect(report.demandPages + report.backgroundPages == report.pageCount)
@@ -32,9 +34,9 @@ struct MigrationTests {
         #expect(sourceReport.destinationDigestMatch)
     }
 
-    @Test("the agents' scheduling options still migrate every byte", arguments: [
+    @Test("the agents' scheduling and memory options still migrate every byte", arguments: [
         ([], ["--no-install-thread"]), ([], ["--no-yield-to-demand"]), (["--loop-slice", "100"], ["--loop-slice", "100"]),
-        (["--busy-poll-during-stream"], []),
+        (["--busy-poll-during-stream"], []), ([], ["--no-preallocate"]), ([], ["--no-preallocate", "--no-install-thread"]),
     ])
     func schedulingOptions(sourceOptions: [String], options: [String]) throws {
         let scratch = AgentHarness.scratchDirectory()
@@ -50,6 +52,7 @@ struct MigrationTests {
         let report = try #require(ReportFormatting.read(DestinationReport.self, fromFile: reportPath))
         #expect(report.digestMatch && report.arenaVerified && report.guest?.mismatches == 0)
         #expect(report.demandPages + report.backgroundPages == report.pageCount)
+        #expect((report.preallocateMillis == nil) == options.contains("--no-preallocate"))
         // A kernel without custom slices (before 6.12) refuses it: a warning that says so, and the migration goes on.
         if destination.capturedOutput.contains("cannot set the loop's scheduler slice") {
             #expect(destination.capturedOutput.contains("Linux 6.12"), "\(destination.capturedOutput)")

@@ -1,4 +1,5 @@
 import CGuestAccess
+import CUffd
 import Dispatch
 import Glibc
 @testable import MigrateAgent
@@ -9,9 +10,11 @@ import Wire
 /// Seconds any wait may take; a guest thread still blocked then is released (the range unregistered).
 private let deadlineSeconds = 10.0
 
-/// A destination arena registered MISSING with a real userfaultfd, the installer over it,
-/// and a loop on a thread of its own. Nothing reads the userfaultfd: a guest thread
-/// blocked on a page is woken only by the installer's `UFFDIO_COPY`.
+/// A destination arena registered MISSING with a real userfaultfd (or, `preallocated`,
+/// allocated first and registered MINOR as `destination --preallocate` does), the
+/// installer over it, and a loop on a thread of its own. Nothing reads the userfaultfd:
+/// a guest thread blocked on a page is woken only by the installer's `UFFDIO_COPY`
+/// (or its copy into the io view and `UFFDIO_CONTINUE`).
 private final class Rig: @unchecked Sendable {
     let arena: Arena
     let backend: any ProtectionBackend
@@ -26,9 +29,10 @@ private final class Rig: @unchecked Sendable {
     /// Slots collected so far, in order (loop thread only while it runs).
     var collected: [BackgroundInstaller.Slot] = []
 
-    init(pages: Int, name: String) throws {
+    init(pages: Int, name: String, preallocated: Bool = false) throws {
         arena = try Arena(size: pages * Arena.systemPageSize, name: name)
-        backend = try makeBackend(.missing, arena: arena)
+        if preallocated, let problem = arena.populateIOView() { throw AgentError.system(problem) }
+        backend = try makeBackend(preallocated ? .minor : .missing, arena: arena, preallocated: preallocated)
         hashes = ReceivedHashes(pageCount: pages, pageSize: arena.pageSize, arena: arena)
         installer = BackgroundInstaller(resolver: backend, hashes: hashes)
         source = .allocate(byteCount: pages * arena.pageSize, alignment: 4096)
@@ -93,10 +97,11 @@ private final class ResultBox<T>: @unchecked Sendable {
 
 @Suite("Background installer")
 struct BackgroundInstallerTests {
-    @Test("a guest thread blocked on an arriving page is woken by the installer's copy; hashes are recorded")
-    func wakesBlockedGuest() throws {
+    @Test("a guest thread blocked on an arriving page is woken by the installer's copy; hashes are recorded",
+          arguments: [false, true])
+    func wakesBlockedGuest(preallocated: Bool) throws {
         let pages = 2 * Tuning.installerSlotBytes / Arena.systemPageSize
-        let rig = try Rig(pages: pages, name: "installer-wake")
+        let rig = try Rig(pages: pages, name: "installer-wake", preallocated: preallocated)
         defer { rig.close() }
         let arena = rig.arena
         let guest = DeadlineThread("installer-guest") { [arena] () -> Bool in
@@ -126,6 +131,35 @@ struct BackgroundInstallerTests {
         let expected = ArenaDigest.of(arena: UnsafeRawBufferPointer(start: rig.source, count: pages * pageSize), pageSize: pageSize)
         let digest: UInt128? = rig.onLoop { [rig] in rig.hashes.digest() }
         #expect(digest == expected.value)
+    }
+
+    @Test("on preallocated memory a page that never arrived faults as protected; a zero run maps zeros over what the io view held")
+    func preallocatedAbsentPage() throws {
+        let rig = try Rig(pages: 8, name: "installer-prealloc", preallocated: true)
+        defer { rig.close() }
+        let arena = rig.arena
+        let pageSize = arena.pageSize
+        arena.ioPage(6).initializeMemory(as: UInt8.self, repeating: 0xAB, count: pageSize)  // bytes the guest must never see
+        let guest = DeadlineThread("prealloc-guest") { [arena] () -> Bool in
+            let page = UnsafeRawBufferPointer(start: arena.guestPage(6), count: pageSize)
+            return page.allSatisfy { $0 == 0 }
+        }
+        #expect(rig.faultPending(), "the guest's read of a preallocated page that never arrived did not fault")
+        let messages = UnsafeMutablePointer<uffd_msg>.allocate(capacity: 4)
+        defer { messages.deallocate() }
+        let read = try rig.backend.uffd.readMessages(into: messages, capacity: 4)
+        try #require(read == 1)
+        let kind = rig.backend.classify(flags: cuffd_msg_fault_flags(messages))
+        #expect(kind == .protected && rig.backend.absentFaultKind == .protected)
+        #expect(FaultAction.decide(state: .absent, kind: kind, keepsStaleCopy: true, absentKind: rig.backend.absentFaultKind)
+            == .requestAbsent)
+        let outcome = try rig.backend.installZero(first: 6, count: 1)
+        #expect(outcome.installed == 1 && outcome.alreadyPresent == 0)
+        guard let zeros = guest.join(within: deadlineSeconds) else {
+            Issue.record("the guest thread was still blocked after \(deadlineSeconds) s")
+            return
+        }
+        #expect(zeros, "page 6 did not read zeros after the zero run")
     }
 
     @Test("a full ring takes no more runs until the finished ones are collected")

@@ -77,6 +77,19 @@ struct FaultActionTests {
         #expect(FaultAction.decide(state: row.state, kind: row.kind, keepsStaleCopy: row.keepsStaleCopy) == row.expected)
     }
 
+    /// Preallocated minor memory (`destination --preallocate`): a page that never arrived
+    /// is in the page cache too, so it faults as protected. Only the absent rows change.
+    @Test("preallocated memory: an absent page faults as protected; every other state as without preallocation")
+    func preallocated() {
+        #expect(FaultAction.decide(state: .absent, kind: .protected, keepsStaleCopy: true, absentKind: .protected) == .requestAbsent)
+        // Nothing of a preallocated arena is a hole: a missing fault contradicts the tracker.
+        #expect(FaultAction.decide(state: .absent, kind: .missing, keepsStaleCopy: true, absentKind: .protected) == .disagreement)
+        for row in Self.table where row.keepsStaleCopy && row.state != .absent {
+            #expect(FaultAction.decide(state: row.state, kind: row.kind, keepsStaleCopy: true, absentKind: .protected) == row.expected,
+                    "\(row.state) + \(row.kind)")
+        }
+    }
+
     @Test("the table has every (state, kind, backend) combination exactly once")
     func tableIsExhaustive() {
         var seen: [String: Int] = [:]

@@ -113,6 +113,7 @@ public final class DestinationAgent: @unchecked Sendable {
                                   faults: faults, busyPoll: busyPoll, background: background, loop: loop)
         sessionLimits = .session(pageSize: space.pageSize, pageCount: UInt64(space.pageCount))
         report = DestinationReport(backend: memory.kind, arenaBytes: memory.bytes, pageSize: space.pageSize)
+        report.preallocateMillis = memory.preallocateMillis
         report.authentication = ConnectionAuth.describe(key: configuration.key, encrypt: configuration.encrypt)
         report.vmmPID = memory.vmm?.pid
         report.vmmRegions = memory.vmm?.regionCount

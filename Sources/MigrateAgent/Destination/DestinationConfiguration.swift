@@ -38,6 +38,10 @@ public struct DestinationConfiguration: Sendable {
     /// Install background pages on a thread of their own (`BackgroundInstaller`);
     /// our own arena only.
     public var installThread = true
+    /// Allocate the whole arena before connecting (minor backend): pages that
+    /// arrive are then copied into memory already there and mapped with
+    /// `UFFDIO_CONTINUE`, and a machine short of memory fails before the migration.
+    public var preallocate = true
     /// That thread yields the CPU (`SCHED_IDLE`) while the guest faults: demand first.
     public var yieldToDemand = true
     /// A failure after switch-over with every page here but some stale lets the guest

@@ -13,6 +13,8 @@ struct DestinationMemory {
     let kind: BackendKind
     /// The VMM whose memory this is (handler mode), or nil.
     let vmm: VMMPeer?
+    /// How long allocating the whole arena took, before connecting (nil: not preallocated).
+    var preallocateMillis: Double?
 
     /// A fresh arena of the configured size behind the best (or asked-for) backend.
     static func ownArena(_ configuration: DestinationConfiguration) throws(AgentError) -> DestinationMemory {
@@ -21,8 +23,20 @@ struct DestinationMemory {
         let kind = try probe.select(configuration.protection)
         _ = try ByteSize(bytes: configuration.arenaSize).pages(of: configuration.pageSize)
         let arena = try Arena(size: configuration.arenaSize, pageSize: configuration.pageSize, name: "destination-arena")
-        let backend = try makeBackend(kind, arena: arena)
-        return DestinationMemory(space: arena, resolver: backend, backend: backend, kind: kind, vmm: nil)
+        // Only the minor backend can use memory that is there before the pages are
+        // (missing needs holes to fault on; rwp protects present pages, see rwp-abi.md).
+        var preallocateMillis: Double?
+        if configuration.preallocate, kind == .minor {
+            let start = EventLoop.nowNanos()
+            if let problem = arena.populateIOView() {
+                throw .system("could not allocate the arena before the migration: \(problem); "
+                    + "free memory, or run with --no-preallocate to allocate pages as they arrive")
+            }
+            preallocateMillis = Double(EventLoop.nowNanos() - start) / 1e6
+        }
+        let backend = try makeBackend(kind, arena: arena, preallocated: preallocateMillis != nil)
+        return DestinationMemory(space: arena, resolver: backend, backend: backend, kind: kind, vmm: nil,
+                                 preallocateMillis: preallocateMillis)
     }
 
     /// A VMM's memory: waits for its handover on `socketPath` (Firecracker's

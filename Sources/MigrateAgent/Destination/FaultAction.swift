@@ -23,10 +23,13 @@ public enum FaultAction: Equatable, Sendable {
 
     /// `keepsStaleCopy`: the backend protects pages in place (minor, rwp), so a
     /// stale page faults as protected; otherwise (missing) it faults as missing.
-    public static func decide(state: PageState, kind: FaultKind, keepsStaleCopy: Bool) -> FaultAction {
+    /// `absentKind`: how a page that never arrived faults (protected when the
+    /// memory was preallocated: then it is in the page cache like a stale page).
+    public static func decide(state: PageState, kind: FaultKind, keepsStaleCopy: Bool,
+                              absentKind: FaultKind = .missing) -> FaultAction {
         let staleKind: FaultKind = keepsStaleCopy ? .protected : .missing
         switch (state, kind) {
-        case (.absent, .missing): return .requestAbsent
+        case (.absent, absentKind): return .requestAbsent
         case (.stale, staleKind): return .requestStale(withHash: keepsStaleCopy)
         case (.requested, _), (.staleRequested, _), (.arriving, _): return .shareRequest
         case (.present, .missing): return .wakeLate

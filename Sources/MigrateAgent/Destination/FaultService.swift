@@ -45,6 +45,7 @@ final class FaultService {
     private let busyPoll: BusyPoll
     private let progress: @Sendable (String) -> Void
     private let messages: UnsafeMutablePointer<uffd_msg>
+    private let absentKind: FaultKind
     /// Where requests go; set once the handshake is done.
     var urgent: TCPConnection?
     /// Told when requests went out (it yields the CPU to demand work) and when a
@@ -68,6 +69,7 @@ final class FaultService {
         self.flow = flow
         self.busyPoll = busyPoll
         self.progress = progress
+        absentKind = resolver.absentFaultKind
         messages = .allocate(capacity: Tuning.faultBatch)
     }
 
@@ -112,7 +114,7 @@ final class FaultService {
 
     private func serve(_ page: Int, _ kind: FaultKind, now: UInt64) throws(AgentError) {
         let state = tracker.state(page)
-        switch FaultAction.decide(state: state, kind: kind, keepsStaleCopy: resolver.keepsStaleCopy) {
+        switch FaultAction.decide(state: state, kind: kind, keepsStaleCopy: resolver.keepsStaleCopy, absentKind: absentKind) {
         case .requestAbsent:
             requestedThisDrain = true
             counts.missing += 1

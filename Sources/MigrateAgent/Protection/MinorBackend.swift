@@ -4,17 +4,45 @@ import Glibc
 /// PTEs (`MADV_DONTNEED`) while the page stays in the page cache, so the next
 /// access faults as MINOR; resolving writes fresh bytes through the io view
 /// and maps the page with `UFFDIO_CONTINUE`.
-/// Threading: loop thread (see `ProtectionBackend`).
-public final class MinorBackend: ProtectionBackend {
+///
+/// Preallocated (`destination --preallocate`, the default): every page of the
+/// memfd is allocated through the io view before the migration, so every page
+/// is in the page cache and a page that never arrived faults as MINOR too. An
+/// absent page is then installed by copying its bytes into the io view and
+/// mapping the run with one `UFFDIO_CONTINUE`: no page allocation, memcg charge
+/// or LRU insertion while the guest runs here (they cost most of a `UFFDIO_COPY`).
+/// Its `installAbsent` writes before it maps, so it must only be given pages
+/// that are not mapped yet (the tracker's `.absent`, `.requested` or `.arriving`).
+///
+/// Threading: loop thread (see `ProtectionBackend`); `installAbsent` also on the
+/// background installer's thread, for the pages it was handed.
+public final class MinorBackend: ProtectionBackend, @unchecked Sendable {
     public let kind = BackendKind.minor
     public let uffd: Userfaultfd
     public let arena: Arena
     public let keepsStaleCopy = true
     public let mapsHeldPages = true
+    /// Every page was allocated before the migration (see above).
+    public let preallocated: Bool
 
-    init(uffd: Userfaultfd, arena: Arena) {
+    init(uffd: Userfaultfd, arena: Arena, preallocated: Bool = false) {
         self.uffd = uffd
         self.arena = arena
+        self.preallocated = preallocated
+    }
+
+    public var absentFaultKind: FaultKind { preallocated ? .protected : .missing }
+
+    public func installAbsent(first: Int, count: Int, from source: UnsafeRawPointer) throws(AgentError) -> InstallOutcome {
+        guard preallocated else { return try copyAbsent(first: first, count: count, from: source) }
+        arena.ioPage(first).copyMemory(from: source, byteCount: count * arena.pageSize)
+        return try mapExisting(first: first, count: count)
+    }
+
+    public func installZero(first: Int, count: Int) throws(AgentError) -> InstallOutcome {
+        guard preallocated else { return try zeroAbsent(first: first, count: count) }
+        arena.ioPage(first).initializeMemory(as: UInt8.self, repeating: 0, count: count * arena.pageSize)
+        return try mapExisting(first: first, count: count)
     }
 
     public func register() throws(AgentError) { try registerGuestView([.missing, .minor]) }
@@ -34,19 +62,26 @@ public final class MinorBackend: ProtectionBackend {
         try mapExisting(first: page, count: 1)
     }
 
-    private func mapExisting(first: Int, count: Int) throws(AgentError) {
+    /// Maps pages that are in the page cache into the guest view, waking their waiters.
+    @discardableResult
+    private func mapExisting(first: Int, count: Int) throws(AgentError) -> InstallOutcome {
+        var outcome = InstallOutcome()
         var done = 0
         while done < count {
             let result = uffd.continue(arena.guestPage(first + done), length: (count - done) * arena.pageSize)
-            done += max(0, Int(result.bytes) / arena.pageSize)
-            if result.succeeded { return }
+            let pages = max(0, Int(result.bytes) / arena.pageSize)
+            done += pages
+            outcome.installed += pages
+            if result.succeeded { return outcome }
             if result.alreadyPresent {
                 // Already mapped (a COPY mapped it meanwhile): wake whoever waited on it.
                 do { try uffd.wake(arena.guestPage(first + done), length: arena.pageSize) } catch { throw .kernel(error) }
+                outcome.alreadyPresent += 1
                 done += 1
             } else if result.errno != EAGAIN {
                 throw .kernel(UffdError("UFFDIO_CONTINUE of page \(first + done)", code: result.errno))
             }
         }
+        return outcome
     }
 }

@@ -21,10 +21,19 @@ public protocol PageResolver: AnyObject, Sendable {
     func finish()
     /// Installs zero pages where the guest gave pages back.
     func installZero(first: Int, count: Int) throws(AgentError) -> InstallOutcome
+    /// Installs absent pages with these bytes and wakes their waiters (`UFFDIO_COPY`
+    /// unless the backend holds every page already). Thread-safe for pages no other
+    /// thread installs at the same time.
+    func installAbsent(first: Int, count: Int, from source: UnsafeRawPointer) throws(AgentError) -> InstallOutcome
+    /// How a fault on a page that never arrived is reported: `.missing`, or
+    /// `.protected` when the memory was allocated before the migration.
+    var absentFaultKind: FaultKind { get }
 }
 
 extension PageResolver {
     public func finish() { release() }
+
+    public var absentFaultKind: FaultKind { .missing }
 
     /// Installs `count` absent pages starting at `first` with `UFFDIO_COPY`, waking
     /// their waiters, split where the guest's address space is not contiguous. A
@@ -32,6 +41,11 @@ extension PageResolver {
     /// race. Stops early, with fewer pages done than asked, when the kernel answers
     /// `EAGAIN`: an event (a VMM's `UFFD_EVENT_REMOVE`) is waiting to be read first.
     public func installAbsent(first: Int, count: Int, from source: UnsafeRawPointer) throws(AgentError) -> InstallOutcome {
+        try copyAbsent(first: first, count: count, from: source)
+    }
+
+    /// `UFFDIO_COPY` of absent pages (see `installAbsent`).
+    func copyAbsent(first: Int, count: Int, from source: UnsafeRawPointer) throws(AgentError) -> InstallOutcome {
         try install(first: first, count: count) { (address, length, offset) in
             uffd.copy(to: address, from: source + offset, length: length)
         }
@@ -40,6 +54,11 @@ extension PageResolver {
     /// Installs zero pages (`UFFDIO_ZEROPAGE`): pages the guest gave back
     /// (`UFFD_EVENT_REMOVE`) read zeros, never the source's old bytes.
     public func installZero(first: Int, count: Int) throws(AgentError) -> InstallOutcome {
+        try zeroAbsent(first: first, count: count)
+    }
+
+    /// `UFFDIO_ZEROPAGE` of absent pages (see `installZero`).
+    func zeroAbsent(first: Int, count: Int) throws(AgentError) -> InstallOutcome {
         try install(first: first, count: count) { (address, length, _) in uffd.zeroPage(address, length: length) }
     }
 

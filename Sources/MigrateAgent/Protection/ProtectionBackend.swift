@@ -55,7 +55,9 @@ extension ProtectionBackend {
 }
 
 /// Creates the backend of `kind` over `arena`, with a fresh userfaultfd negotiated for it.
-public func makeBackend(_ kind: BackendKind, arena: Arena) throws(AgentError) -> any ProtectionBackend {
+/// `preallocated`: the arena's pages were all allocated (`Arena.populateIOView`);
+/// only the minor backend uses that (see `MinorBackend`).
+public func makeBackend(_ kind: BackendKind, arena: Arena, preallocated: Bool = false) throws(AgentError) -> any ProtectionBackend {
     let uffd: Userfaultfd
     do {
         var features: UffdFeatures = [.missingShmem]
@@ -74,7 +76,7 @@ public func makeBackend(_ kind: BackendKind, arena: Arena) throws(AgentError) ->
     }
     let backend: any ProtectionBackend = switch kind {
     case .rwp: RWPBackend(uffd: uffd, arena: arena)
-    case .minor: MinorBackend(uffd: uffd, arena: arena)
+    case .minor: MinorBackend(uffd: uffd, arena: arena, preallocated: preallocated)
     case .missing: MissingBackend(uffd: uffd, arena: arena)
     }
     try backend.register()

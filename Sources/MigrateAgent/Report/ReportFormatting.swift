@@ -76,7 +76,8 @@ public enum ReportFormatting {
             "destination: \(r.succeeded ? "migration complete" : "migration FAILED")",
             "  backend            \(r.backend.rawValue)",
             "  authentication     \(r.authentication)",
-            "  arena              \(ByteSize(bytes: r.arenaBytes)) (\(r.pageCount) pages of \(r.pageSize) bytes)",
+            "  arena              \(ByteSize(bytes: r.arenaBytes)) (\(r.pageCount) pages of \(r.pageSize) bytes)"
+                + (r.preallocateMillis.map { String(format: ", allocated in %.0f ms before connecting", $0) } ?? ""),
             "  pages on demand    \(r.demandPages)",
             "  pages in background \(r.backgroundPages)",
             "  zero pages         \(r.zeroPagesReceived) arrived as all-zero runs (no bytes sent)",

@@ -44,6 +44,9 @@ public struct DestinationReport: Codable, Sendable {
     public var pagesProtectedAtSwitchover = 0
     /// From the guest state's arrival until the guest ran: protecting the stale pages.
     public var switchoverApplyMillis = 0.0
+    /// Allocating the whole arena before connecting (`--preallocate`, minor backend;
+    /// nil: pages were allocated as they arrived). Not part of `elapsedSeconds`.
+    public var preallocateMillis: Double?
     /// Pre-copied pages mapped into the guest view after the guest started (minor backend).
     public var pagesMappedAfterSwitchover = 0
     /// The hot set the source announced (its guest's most used pages, streamed first),
