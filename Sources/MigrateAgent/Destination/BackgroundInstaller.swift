@@ -25,6 +25,10 @@ import Synchronization
 /// normal-priority worker left a woken loop waiting about 100 µs for a CPU; the
 /// price is a slower stream while a guest keeps every core busy.
 ///
+/// On preallocated memory (`MinorBackend.preallocated`) a run has a place of its
+/// own already: `offer` copies it straight into the io view (no ring), and the
+/// worker hashes it there, before `UFFDIO_CONTINUE` lets the guest write it.
+///
 /// Only for memory without removal events (our own arena): `UFFDIO_COPY`
 /// never answers `EAGAIN` there, and no page changes hands while it arrives.
 ///
@@ -48,7 +52,10 @@ final class BackgroundInstaller: @unchecked Sendable {
     private let resolver: any PageResolver
     private let hashes: ReceivedHashes
     private let slots: UnsafeMutablePointer<Slot>
-    private let bytes: UnsafeMutableRawPointer
+    /// The ring's bytes, `slotCount` runs (nil: runs are written in place, `inPlace`).
+    private let bytes: UnsafeMutableRawPointer?
+    /// Preallocated memory: runs go straight to their pages in the io view.
+    private let inPlace: MinorBackend?
     /// Slots offered (loop writes) and slots done (worker writes); both only grow.
     private let offered = Atomic<Int>(0)
     private let done = Atomic<Int>(0)
@@ -76,13 +83,20 @@ final class BackgroundInstaller: @unchecked Sendable {
         slotPages = max(1, Tuning.installerSlotBytes / pageSize)
         slots = .allocate(capacity: slotCount)
         slots.initialize(repeating: Slot(), count: slotCount)
-        bytes = .allocate(byteCount: slotCount * slotPages * pageSize, alignment: 4096)
+        inPlace = (resolver as? MinorBackend).flatMap { $0.preallocated ? $0 : nil }
+        bytes = inPlace == nil ? .allocate(byteCount: slotCount * slotPages * pageSize, alignment: 4096) : nil
     }
 
     deinit {
         slots.deinitialize(count: slotCount)
         slots.deallocate()
-        bytes.deallocate()
+        bytes?.deallocate()
+    }
+
+    /// Where slot `index`'s run is: its place in the ring, or its pages in the io view.
+    private func runBytes(slot index: Int) -> UnsafeMutableRawPointer {
+        if let inPlace { return inPlace.arena.ioPage(slots[index].first) }
+        return bytes! + index * slotPages * pageSize
     }
 
     /// Starts the worker; `completed` runs on the loop after slots were done.
@@ -112,8 +126,8 @@ final class BackgroundInstaller: @unchecked Sendable {
         let index = offered.load(ordering: .relaxed)
         precondition(running && index - collected < slotCount && count <= slotPages)
         let slot = index % slotCount
-        (bytes + slot * slotPages * pageSize).copyMemory(from: source, byteCount: count * pageSize)
         slots[slot] = Slot(first: first, count: count)
+        runBytes(slot: slot).copyMemory(from: source, byteCount: count * pageSize)
         offered.store(index + 1, ordering: .releasing)
         work.signal()
     }
@@ -168,7 +182,7 @@ final class BackgroundInstaller: @unchecked Sendable {
             guard next < ready else { continue }
             while next < ready {
                 yielding = yieldToDemand(yielding)
-                install(&slots[next % slotCount], from: bytes + (next % slotCount) * slotPages * pageSize)
+                install(&slots[next % slotCount], from: runBytes(slot: next % slotCount))
                 next += 1
                 done.store(next, ordering: .releasing)
                 // Wake the loop when half the ring came free, not per slot: each wake
@@ -197,6 +211,12 @@ final class BackgroundInstaller: @unchecked Sendable {
     }
 
     private func install(_ slot: inout Slot, from source: UnsafeRawPointer) {
+        if let inPlace {
+            // Hashed before the guest can see it, then mapped.
+            for k in 0..<slot.count { hashes.recordOnWorker(slot.first + k, bytes: source + k * pageSize) }
+            do { slot.outcome = try inPlace.mapWritten(first: slot.first, count: slot.count) } catch { slot.error = error }
+            return
+        }
         do throws(AgentError) {
             slot.outcome = try resolver.installAbsent(first: slot.first, count: slot.count, from: source)
             if slot.outcome.interrupted {

@@ -39,6 +39,13 @@ public final class MinorBackend: ProtectionBackend, @unchecked Sendable {
         return try mapExisting(first: first, count: count)
     }
 
+    /// Preallocated memory: maps absent pages whose bytes were already written
+    /// through the io view (the background installer's runs), waking their waiters.
+    func mapWritten(first: Int, count: Int) throws(AgentError) -> InstallOutcome {
+        precondition(preallocated, "mapWritten needs preallocated memory: elsewhere an unwritten page is a hole")
+        return try mapExisting(first: first, count: count)
+    }
+
     public func installZero(first: Int, count: Int) throws(AgentError) -> InstallOutcome {
         guard preallocated else { return try zeroAbsent(first: first, count: count) }
         arena.ioPage(first).initializeMemory(as: UInt8.self, repeating: 0, count: count * arena.pageSize)
