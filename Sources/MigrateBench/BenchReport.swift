@@ -140,6 +140,18 @@ public struct MigrationResult: Codable, Sendable {
     public var busy: Bool
     /// The destination's memory once every page was present, per run.
     public var destinationMemory: [ProcessMemory]? = nil
+    /// How long the destination took to allocate its arena before it connected
+    /// (`--preallocate`), per run; not part of `runSeconds`. nil: not preallocated.
+    public var preallocateMillis: [Double]? = nil
+}
+
+extension MigrationResult {
+    /// The median allocation before connecting, as a phrase ("" when not preallocated).
+    var preallocatedNote: String {
+        guard let millis = preallocateMillis, !millis.isEmpty else { return "" }
+        return String(format: "the destination allocated its arena before connecting, in %.0f ms (median; not in the migration's time)",
+                      millis.sorted()[millis.count / 2])
+    }
 }
 
 /// One real link of issue 9: the source and the destination in network

@@ -249,6 +249,7 @@ public final class BenchRunner {
         var load: [OtherLoad] = []
         var reported: [Int] = []
         var memory: [ProcessMemory] = []
+        var preallocate: [Double] = []
         let prefix = link.map { "link-\($0.rate.name)-" } ?? ""
         for repetition in 1...max(1, configuration.repetitions) {
             let reportedBefore = MachineInfo.reportedFreeKiB()
@@ -264,6 +265,7 @@ public final class BenchRunner {
             integrity.append(outcome.integrity)
             load.append(outcome.load)
             if let m = outcome.destination.memory { memory.append(m) }
+            if let millis = outcome.destination.preallocateMillis { preallocate.append(millis) }
             configuration.progress("bench: \(link.map { "link \($0.rate.name): " } ?? "")idle migration of \(ByteSize(bytes: size)) "
                 + "run \(repetition)/\(configuration.repetitions): "
                 + String(format: "%.3f s, %.0f MB/s", outcome.destination.elapsedSeconds,
@@ -280,7 +282,8 @@ public final class BenchRunner {
                                    ? (rate / 1e6 / $0.bestMegabytesPerSecond).rounded(toPlaces: 3) : nil },
                                reportedFreeKiB: reported.count == seconds.count ? reported : nil,
                                integrity: integrity, load: load, busy: load.contains { $0.isBusy },
-                               destinationMemory: memory.count == seconds.count ? memory : nil)
+                               destinationMemory: memory.count == seconds.count ? memory : nil,
+                               preallocateMillis: preallocate.count == seconds.count ? preallocate : nil)
     }
 
     // MARK: Baselines

@@ -68,6 +68,7 @@ public enum BenchTable {
                     + (m.fractionOfLocalInstall.map { String(format: "  %5.1f%% of local install", $0 * 100) } ?? "")
                     + (overhead(m.destinationMemory ?? [], arena: m.arenaBytes).map { "  destination \($0)" } ?? "")
                     + (m.busy ? "  (busy)" : ""))
+                if !m.preallocatedNote.isEmpty { out.append("           " + m.preallocatedNote) }
                 if let install = m.localInstall {
                     for (i, p) in install.passes.enumerated() {
                         out.append("    local install pass \(i + 1): " + String(format: "%7.0f MB/s  %5.2f µs/page", p.megabytesPerSecond, p.microsPerPage)

@@ -118,6 +118,7 @@ public enum UnderLoadTargets {
                 t.value = (fraction * 100).rounded(toPlaces: 1)
                 t.met = fraction >= idleOfLocalInstall
                 t.context = "\(f(m.megabytesPerSecond, 0)) MB/s against \(f(install.bestMegabytesPerSecond, 0)) MB/s installed locally"
+                    + (m.preallocatedNote.isEmpty ? "" : "; " + m.preallocatedNote)
             }
             return t
         }
