@@ -31,7 +31,9 @@ private final class Rig: @unchecked Sendable {
 
     init(pages: Int, name: String, preallocated: Bool = false) throws {
         arena = try Arena(size: pages * Arena.systemPageSize, name: name)
-        if preallocated, let problem = arena.populateIOView() { throw AgentError.system(problem) }
+        if preallocated, case let code = arena.populateIOView(), code != 0 {
+            throw AgentError.system("MADV_POPULATE_WRITE: \(String(cString: strerror(code)))")
+        }
         backend = try makeBackend(preallocated ? .minor : .missing, arena: arena, preallocated: preallocated)
         hashes = ReceivedHashes(pageCount: pages, pageSize: arena.pageSize, arena: arena)
         installer = BackgroundInstaller(resolver: backend, hashes: hashes)

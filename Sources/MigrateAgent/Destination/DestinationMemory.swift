@@ -28,11 +28,17 @@ struct DestinationMemory {
         var preallocateMillis: Double?
         if configuration.preallocate, kind == .minor {
             let start = EventLoop.nowNanos()
-            if let problem = arena.populateIOView() {
-                throw .system("could not allocate the arena before the migration: \(problem); "
+            switch arena.populateIOView() {
+            case 0:
+                preallocateMillis = Double(EventLoop.nowNanos() - start) / 1e6
+            case EINVAL:  // MADV_POPULATE_WRITE is Linux 5.14+, the minor backend 5.13+
+                configuration.progress("destination: warning: this kernel cannot allocate the arena ahead "
+                    + "(MADV_POPULATE_WRITE needs Linux 5.14); pages are allocated as they arrive")
+            case let code:
+                throw .system("could not allocate the \(ByteSize(bytes: arena.size)) arena before the migration "
+                    + "(madvise(MADV_POPULATE_WRITE): \(String(cString: strerror(code)))); "
                     + "free memory, or run with --no-preallocate to allocate pages as they arrive")
             }
-            preallocateMillis = Double(EventLoop.nowNanos() - start) / 1e6
         }
         let backend = try makeBackend(kind, arena: arena, preallocated: preallocateMillis != nil)
         return DestinationMemory(space: arena, resolver: backend, backend: backend, kind: kind, vmm: nil,

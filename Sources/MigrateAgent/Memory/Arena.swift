@@ -111,13 +111,10 @@ public final class Arena: @unchecked Sendable {
 
     /// Allocates and maps every page of the io view now (`MADV_POPULATE_WRITE`,
     /// Linux 5.14+): the memory is committed before the migration, and a page
-    /// that arrives later is a copy into memory already there. nil when done,
-    /// else why not (no memory, or an older kernel).
-    public func populateIOView() -> String? {
-        guard madvise(ioBase, size, 23 /* MADV_POPULATE_WRITE */) == 0 else {
-            return "madvise(MADV_POPULATE_WRITE) on the io view (\(size >> 20) MiB): \(String(cString: strerror(errno)))"
-        }
-        return nil
+    /// that arrives later is a copy into memory already there. Returns 0 when
+    /// done, else the errno (`EINVAL`: a kernel before 5.14; `ENOMEM`: no memory).
+    public func populateIOView() -> Int32 {
+        madvise(ioBase, size, 23 /* MADV_POPULATE_WRITE */) == 0 ? 0 : errno
     }
 
     /// Drops the guest view's mapping of pages (the page cache keeps them): the
