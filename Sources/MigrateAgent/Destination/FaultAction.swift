@@ -2,7 +2,8 @@
 /// of the page and the kind of fault the kernel reported. Pure, so that every
 /// combination is tested; the loop carries the action out.
 public enum FaultAction: Equatable, Sendable {
-    /// An absent page: request it; it will be installed with `UFFDIO_COPY`.
+    /// An absent page: request it; it will be installed with `UFFDIO_COPY` (on
+    /// preallocated memory: written through the io view and mapped, `UFFDIO_CONTINUE`).
     case requestAbsent
     /// A stale page: request fresh bytes, with the held copy's hash when the backend keeps one.
     case requestStale(withHash: Bool)

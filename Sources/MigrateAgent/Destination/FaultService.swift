@@ -15,7 +15,7 @@ final class FaultService {
     struct Counts {
         /// Fault messages read from the userfaultfd.
         var messages = 0
-        /// Faults on absent pages: requested, resolved with `UFFDIO_COPY`.
+        /// Faults on absent pages: requested, resolved with `UFFDIO_COPY` (`UFFDIO_CONTINUE` on preallocated memory).
         var missing = 0
         /// Faults on stale, protected pages: requested, resolved by refresh and unprotect.
         var stale = 0

@@ -16,7 +16,7 @@ import Glibc
 ///
 /// Threading: loop thread (see `ProtectionBackend`); `installAbsent` also on the
 /// background installer's thread, for the pages it was handed.
-public final class MinorBackend: ProtectionBackend, @unchecked Sendable {
+public final class MinorBackend: ProtectionBackend {
     public let kind = BackendKind.minor
     public let uffd: Userfaultfd
     public let arena: Arena

@@ -30,7 +30,7 @@ public struct DestinationReport: Codable, Sendable {
     public var heldPagesMapped = 0
     /// Faults whose kind disagreed with the tracker (logged as errors).
     public var disagreements = 0
-    /// Faults on absent pages (requested, resolved with `UFFDIO_COPY`).
+    /// Faults on absent pages (requested, resolved with `UFFDIO_COPY`, or `UFFDIO_CONTINUE` on preallocated memory).
     public var missingFaults = 0
     /// Faults on stale, protected pages (requested, resolved by refresh and unprotect).
     public var staleFaults = 0
