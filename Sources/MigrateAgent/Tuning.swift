@@ -25,6 +25,14 @@ enum Tuning {
     /// Bytes the destination decodes from the bulk connection per loop turn while
     /// demand requests are outstanding (`BackgroundFlow`).
     static let bulkReadBudgetDuringDemand = 16 * 1024
+    /// ...and for this long after the last of them was answered: a guest that
+    /// faults keeps faulting, and with the install cheap (preallocated memory) a
+    /// loop reading 256 KiB turns left each new fault waiting behind one.
+    static let bulkThrottleAfterDemandNanos: UInt64 = 2_000_000
+    /// A request for a page at most this far after the previous one is a guest
+    /// reading in address order, which the source's stream follows: no throttle
+    /// then (a background frame's worth of pages).
+    static let followsStreamPages = 64
     /// The destination's housekeeping interval: liveness, progress.
     static let destinationTickMillis: UInt64 = 50
     /// The source's check for a destination that stopped reading.

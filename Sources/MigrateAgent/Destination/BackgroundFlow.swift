@@ -1,7 +1,10 @@
 /// Demand first, but the stream keeps moving: while demand requests are
-/// outstanding, the bulk connection is read at most
+/// outstanding, and for `Tuning.bulkThrottleAfterDemandNanos` after (the
+/// guest's next fault is near), the bulk connection is read at most
 /// `Tuning.bulkReadBudgetDuringDemand` bytes per loop turn, so a fault waits
-/// behind a few background installs at most. Holding the stream altogether
+/// behind a few background installs at most. Not after faults of a guest that
+/// reads what the stream brings (in address order, or on pages the installer
+/// holds): slowing the stream would slow that guest. Holding the stream altogether
 /// while demand was outstanding starved it under a guest that faults without
 /// pause: nearly every page then came on demand, several times slower than
 /// the stream alone. Reading also follows the background installer's room
@@ -11,6 +14,8 @@
 final class BackgroundFlow {
     private let loop: EventLoop
     private let throttles: Bool
+    /// Whether the throttle outlasts the requests by `Tuning.bulkThrottleAfterDemandNanos`.
+    private let holdsAfterDemand: Bool
     /// The background stream; nil until it is connected.
     var bulk: TCPConnection? {
         didSet { apply() }
@@ -21,14 +26,21 @@ final class BackgroundFlow {
     private var installerRoom: Int?
     /// Reading waits for the installer to have room.
     private var waitingForInstaller = false
+    /// When the loop last sent requests for pages the stream was not bringing
+    /// (0: a fault waited on a page the stream itself brings).
+    private var lastDemandNanos: UInt64 = 0
 
-    init(loop: EventLoop, throttlesDuringDemand: Bool) {
+    init(loop: EventLoop, throttlesDuringDemand: Bool, holdsAfterDemand: Bool = true) {
         self.loop = loop
         self.throttles = throttlesDuringDemand
+        self.holdsAfterDemand = holdsAfterDemand
     }
 
-    private var budget: Int {
-        let budget = outstandingDemand > 0 && throttles ? Tuning.bulkReadBudgetDuringDemand : Tuning.bulkReadBudget
+    /// Bytes the bulk connection may be read per loop turn now.
+    var budget: Int {
+        let recent = holdsAfterDemand && EventLoop.nowNanos() &- lastDemandNanos < Tuning.bulkThrottleAfterDemandNanos
+        let demanding = outstandingDemand > 0 || recent
+        let budget = demanding && throttles ? Tuning.bulkReadBudgetDuringDemand : Tuning.bulkReadBudget
         return min(budget, installerRoom.map { max($0, 1) } ?? budget)
     }
 
@@ -44,6 +56,16 @@ final class BackgroundFlow {
         loop.assertOnLoop()
         installerRoom = free
         if free == 0 { waitingForInstaller = true } else if free >= resumeAt { waitingForInstaller = false }
+        apply()
+    }
+
+    /// The loop served faults at `now`. Requests went out: the stream stays
+    /// throttled for `Tuning.bulkThrottleAfterDemandNanos` after they are
+    /// answered, since a faulting guest faults again soon. A fault waited on a
+    /// page the stream itself brings (a guest reading behind it): no throttle.
+    func demandActivity(waitingOnStream: Bool, at now: UInt64) {
+        loop.assertOnLoop()
+        lastDemandNanos = waitingOnStream ? 0 : now
         apply()
     }
 

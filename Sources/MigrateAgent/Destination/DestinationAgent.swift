@@ -101,7 +101,9 @@ public final class DestinationAgent: @unchecked Sendable {
         tracker = PageTracker(pageCount: space.pageCount)
         phases = FaultPhaseClock()
         hashes = ReceivedHashes(pageCount: space.pageCount, pageSize: space.pageSize, arena: memory.arena)
-        flow = BackgroundFlow(loop: loop, throttlesDuringDemand: configuration.throttleBackgroundDuringDemand)
+        // --no-yield-to-demand is the stream-first balance: no throttle beyond the requests either.
+        flow = BackgroundFlow(loop: loop, throttlesDuringDemand: configuration.throttleBackgroundDuringDemand,
+                              holdsAfterDemand: configuration.yieldToDemand)
         busyPoll = BusyPoll(loop: loop, windowMicros: configuration.busyPollMicros)
         faults = FaultService(loop: loop, resolver: memory.resolver, tracker: tracker, hashes: hashes, phases: phases,
                               flow: flow, busyPoll: busyPoll, progress: configuration.progress)

@@ -54,6 +54,11 @@ final class FaultService {
     /// In the current drain: a request went out; a fault waits on a page the installer holds.
     private var requestedThisDrain = false
     private var waitsOnInstaller = false
+    /// In the current drain: a request was for a page just after the last one
+    /// requested (a guest reading in address order, which the source's stream
+    /// follows: throttling the stream would slow that guest down).
+    private var followsStream = false
+    private var lastRequested: Int?
     /// True from switch-over until the migration ends: faults are served only then.
     var serving = false
     private(set) var counts = Counts()
@@ -102,8 +107,10 @@ final class FaultService {
         urgent?.flush()
         if requestedThisDrain || waitsOnInstaller {
             background?.demandActivity(waitingOnInstalls: waitsOnInstaller, at: now)
+            flow.demandActivity(waitingOnStream: waitsOnInstaller || followsStream, at: now)
             requestedThisDrain = false
             waitsOnInstaller = false
+            followsStream = false
         }
         if now != 0 {
             let flushed = EventLoop.nowNanos()
@@ -117,6 +124,8 @@ final class FaultService {
         switch FaultAction.decide(state: state, kind: kind, keepsStaleCopy: resolver.keepsStaleCopy, absentKind: absentKind) {
         case .requestAbsent:
             requestedThisDrain = true
+            if let last = lastRequested, page > last, page - last <= Tuning.followsStreamPages { followsStream = true }
+            lastRequested = page
             counts.missing += 1
             flow.demandSent()
             tracker.set(page, .requested)
