@@ -148,9 +148,8 @@ public struct MigrationResult: Codable, Sendable {
 extension MigrationResult {
     /// The median allocation before connecting, as a phrase ("" when not preallocated).
     var preallocatedNote: String {
-        guard let millis = preallocateMillis, !millis.isEmpty else { return "" }
-        return String(format: "the destination allocated its arena before connecting, in %.0f ms (median; not in the migration's time)",
-                      millis.sorted()[millis.count / 2])
+        guard let median = WorkingSetTargets.median(preallocateMillis ?? []) else { return "" }
+        return String(format: "the destination allocated its arena before connecting, in %.0f ms (median; not in the migration's time)", median)
     }
 }
 

@@ -31,9 +31,7 @@ final class VMMResolver: PageResolver, @unchecked Sendable {
 
     /// Zero pages: `UFFDIO_ZEROPAGE` on small pages, a copy of a zero page on huge ones.
     func installZero(first: Int, count: Int) throws(AgentError) -> InstallOutcome {
-        guard let zeros else {
-            return try install(first: first, count: count) { (address, length, _) in uffd.zeroPage(address, length: length) }
-        }
+        guard let zeros else { return try zeroAbsent(first: first, count: count) }
         var outcome = InstallOutcome()
         for page in first..<(first + count) {
             let one = try install(first: page, count: 1) { (address, length, _) in
