@@ -13,6 +13,13 @@ enum Tuning {
     /// How long after the loop last read a fault the background installer keeps
     /// running as `SCHED_IDLE` (demand work first).
     static let installerYieldNanos: UInt64 = 2_000_000
+    /// On a VMM's memory (`InstallGate`): pages the installer copies per pass through
+    /// the gate (the loop waits at most for one such copy before it reads the
+    /// userfaultfd), how long the loop spins for it before sleeping, and how long
+    /// copies may keep answering `EAGAIN` (an event unread) before that is a failure.
+    static let gatedInstallPages = 8
+    static let gateSpinNanos: Int64 = 30_000
+    static let gatedStallNanos: UInt64 = 5_000_000_000
     /// Demand faults in flight whose phases the destination times at once
     /// (`InFlightFaults`): one per blocked guest thread is enough.
     static let faultsMeasuredInFlight = 1024

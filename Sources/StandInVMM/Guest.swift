@@ -132,13 +132,25 @@ final class Guest: @unchecked Sendable {
 
     /// Balloon inflation: `MADV_DONTNEED` on `pages` pages in the middle of the last region (the
     /// kernel sends UFFD_EVENT_REMOVE and waits until the handler read it); the pages must then read
-    /// zeros, and the pages around the range keep their contents.
-    func balloon(pages: Int) {
+    /// zeros, and the pages around the range keep their contents. With `atResidentPercent`, the
+    /// range is given back once that share of it is resident (polled with `mincore`, which does not
+    /// fault; the watchdog bounds the wait): the removal then meets pages the handler is installing.
+    func balloon(pages: Int, atResidentPercent: Int = 0) {
         let last = memory.regions.count - 1
         let region = memory.regions[last]
         let regionPages = region.size / pageSize
         let first = (regionPages - pages) / 2
         let start = region.offset / pageSize + first
+        if atResidentPercent > 0 {
+            var vector = [UInt8](repeating: 0, count: pages * pageSize / Int(getpagesize()))
+            while true {
+                guard mincore(region.base + first * pageSize, pages * pageSize, &vector) == 0 else {
+                    return report("mincore of the balloon's \(pages) pages: \(errnoText())")
+                }
+                if vector.reduce(0, { $0 + Int($1 & 1) }) * 100 >= vector.count * atResidentPercent { break }
+                sched_yield()
+            }
+        }
         guard madvise(region.base + first * pageSize, pages * pageSize, MADV_DONTNEED) == 0 else {
             return report("madvise(MADV_DONTNEED) of \(pages) pages in region \(last): \(errnoText())")
         }

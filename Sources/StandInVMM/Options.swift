@@ -22,6 +22,7 @@ struct Options {
     var threads = 2
     var kernelAccess = false
     var balloonPages = 0
+    var balloonAtResidentPercent = 0
     var deadlineSeconds = 60.0
     var lingerSeconds = 0.0
     var closeAfterSend = false
@@ -44,6 +45,9 @@ struct Options {
           --threads N          guest threads reading every page in random order (default 2; 0: none)
           --kernel-access      a read(2) into and a write(2) from absent guest pages first
           --balloon PAGES      afterwards MADV_DONTNEED PAGES pages; they must then read zeros
+          --balloon-at-resident PERCENT
+                               give them back once PERCENT of them are resident (mincore), so
+                               that the removal meets pages the handler is installing
           --deadline SECONDS   exit 3 if the guest is not done by then (default 60)
           --linger SECONDS     after the checks, stay alive until the handler hangs up (at most SECONDS)
           --close-after-send   close the socket after the handover (Firecracker < 1.12 did)
@@ -88,6 +92,7 @@ struct Options {
             case "--threads": options.threads = Int(try number(argument, try value(argument), 0...256))
             case "--kernel-access": options.kernelAccess = true
             case "--balloon": options.balloonPages = Int(try number(argument, try value(argument), 0...1_073_741_824))
+            case "--balloon-at-resident": options.balloonAtResidentPercent = Int(try number(argument, try value(argument), 0...100))
             case "--deadline": options.deadlineSeconds = try number(argument, try value(argument), 0.1...86_400)
             case "--linger": options.lingerSeconds = try number(argument, try value(argument), 0...86_400)
             case "--close-after-send": options.closeAfterSend = true

@@ -65,7 +65,7 @@ enum StandInVMM {
 
         if options.balloonPages > 0 {
             watchdog.phase = "balloon: MADV_DONTNEED of \(options.balloonPages) pages, then reading them"
-            guest.balloon(pages: options.balloonPages)
+            guest.balloon(pages: options.balloonPages, atResidentPercent: options.balloonAtResidentPercent)
             if let problem = guest.error { throw Failure(1, problem) }
         }
         watchdog.disarm()

@@ -34,7 +34,7 @@ struct DestinationCommand: ParsableCommand {
     var loopSlice: Int?
     @Flag(inversion: .prefixedNo, help: ArgumentHelp(
         "Install background pages on a thread of their own, so that faults do not wait behind them "
-        + "(our own arena; a VMM's memory, which has removal events, is always installed on the loop)."))
+        + "(a VMM's huge pages are always installed on the loop)."))
     var installThread = true
     @Flag(inversion: .prefixedNo, help: ArgumentHelp(
         "Allocate the whole arena before connecting (minor backend): arriving pages are copied into memory already "

@@ -121,6 +121,30 @@ struct VMMHandlerTests {
         #expect(r.vmmExited && r.warning?.contains("never needed") == true, "\(String(describing: r.warning))")
     }
 
+    @Test("pages the balloon gives back while the background stream installs them read zeros, on the installer thread or the loop",
+          arguments: [true, false])
+    func balloonMidStream(installThread: Bool) throws {
+        // The balloon's 4096 pages are given back once half of them are resident: the
+        // removal meets pages installed, pages on their way (in the installer's ring,
+        // behind the gate) and pages not sent yet. Three rounds, each a new chance to race.
+        let balloon = 4096
+        for round in 1...3 {
+            let setup = try Setup(imagePages: 8192)
+            defer { setup.source.terminate() }
+            let destination = try setup.destination(installThread ? [] : ["--no-install-thread"])
+            defer { destination.terminate() }
+            let vmm = try setup.vmm(["--threads", "0", "--balloon", "\(balloon)", "--balloon-at-resident", "50", "--linger", "60"])
+            defer { vmm.terminate() }
+            #expect(vmm.wait(seconds: 90) == 0, "round \(round): \(vmm.capturedOutput)")
+            #expect(destination.wait(seconds: 60) == 0, "round \(round): \(destination.capturedOutput)")
+            let r = try #require(setup.destinationReport)
+            #expect(r.removedRanges == 1, "round \(round): the REMOVE event must have been read")
+            #expect(r.removedPages > 0 && r.removedPages < balloon,
+                    "round \(round): \(r.removedPages) of the \(balloon) pages given back were not here yet: the removal did not meet the stream")
+            #expect(r.digestMatch && r.pagesMissing == 0, "round \(round): every page arrived, the given-back ones counted as sent")
+        }
+    }
+
     @Test("a failed restore kills the VMM (--kill-vmm-on-failure), which would otherwise hang")
     func failedRestoreKillsTheVMM() throws {
         let setup = try Setup(sourceExtra: ["--no-background"])

@@ -29,14 +29,20 @@ private final class Rig: @unchecked Sendable {
     /// Slots collected so far, in order (loop thread only while it runs).
     var collected: [BackgroundInstaller.Slot] = []
 
-    init(pages: Int, name: String, preallocated: Bool = false) throws {
+    /// `gated`: the tracker and gate of a VMM's memory (removal events).
+    let tracker: PageTracker
+    let gate: InstallGate?
+
+    init(pages: Int, name: String, preallocated: Bool = false, gated: Bool = false) throws {
         arena = try Arena(size: pages * Arena.systemPageSize, name: name)
         if preallocated, case let code = arena.populateIOView(), code != 0 {
             throw AgentError.system("MADV_POPULATE_WRITE: \(String(cString: strerror(code)))")
         }
         backend = try makeBackend(preallocated ? .minor : .missing, arena: arena, preallocated: preallocated)
         hashes = ReceivedHashes(pageCount: pages, pageSize: arena.pageSize, arena: arena)
-        installer = BackgroundInstaller(resolver: backend, hashes: hashes)
+        tracker = PageTracker(pageCount: pages)
+        gate = gated ? InstallGate() : nil
+        installer = BackgroundInstaller(resolver: backend, hashes: hashes, gated: gate.map { [tracker] in ($0, tracker) })
         source = .allocate(byteCount: pages * arena.pageSize, alignment: 4096)
         for page in 0..<pages {
             PageContent.fill(source + page * arena.pageSize, index: page, version: 1, pageSize: arena.pageSize)
@@ -162,6 +168,42 @@ struct BackgroundInstallerTests {
             return
         }
         #expect(zeros, "page 6 did not read zeros after the zero run")
+    }
+
+    @Test("through the gate (a VMM's memory), pages given back while in the ring are skipped, and the rest installed")
+    func gatedSkipsRemovedPages() throws {
+        let pages = 2 * Tuning.installerSlotBytes / Arena.systemPageSize
+        let rig = try Rig(pages: pages, name: "installer-gated", gated: true)
+        defer { rig.close() }
+        let pageSize = rig.arena.pageSize
+        let half = pages / 2
+        let removed = 5..<(half + 7)  // across both runs, and not a multiple of the gate's passes
+        _ = rig.onLoop { [rig] in
+            // Closed as the loop holds it while it reads a removal: nothing is copied meanwhile.
+            rig.gate!.close()
+            for page in 0..<pages { rig.tracker.set(page, .arriving) }
+            rig.installer.offer(first: 0, count: half, from: rig.source)
+            rig.installer.offer(first: half, count: half, from: rig.source + half * pageSize)
+            for page in removed { rig.tracker.set(page, .removed) }
+            rig.gate!.open()
+            return true
+        }
+        let slots = try #require(rig.waitCollected(2), "the installer did not report both runs")
+        #expect(slots.allSatisfy { $0.error == nil }, "\(slots.compactMap(\.error))")
+        #expect(slots.map(\.outcome.installed).reduce(0, +) == pages - removed.count)
+        #expect(slots.map(\.discarded).reduce(0, +) == removed.count)
+        for page in 0..<pages {
+            let bytes = UnsafeRawBufferPointer(start: rig.arena.ioPage(page), count: pageSize)
+            if removed.contains(page) {
+                #expect(bytes.allSatisfy { $0 == 0 }, "page \(page) was given back but installed")
+            } else {
+                #expect(PageContent.verify(rig.arena.ioPage(page), index: page, version: 1, pageSize: pageSize), "page \(page)")
+            }
+        }
+        // Every page of the runs counts in the digest, given back or not (as on the loop).
+        let expected = ArenaDigest.of(arena: UnsafeRawBufferPointer(start: rig.source, count: pages * pageSize), pageSize: pageSize)
+        let digest: UInt128? = rig.onLoop { [rig] in rig.hashes.digest() }
+        #expect(digest == expected.value)
     }
 
     @Test("a full ring takes no more runs until the finished ones are collected")

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <string.h>
+#include <poll.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -219,6 +220,13 @@ static inline int cuffd_read_msgs(int fd, struct uffd_msg *msgs, int max) {
     return (int)(n / (ssize_t)sizeof(struct uffd_msg));
 }
 
+/// 1 when a message waits to be read (poll with no timeout), 0 when none, or -errno.
+static inline int cuffd_has_msgs(int fd) {
+    struct pollfd p = { .fd = fd, .events = POLLIN, .revents = 0 };
+    int n = poll(&p, 1, 0);
+    return n < 0 ? -errno : n;
+}
+
 static inline uint8_t cuffd_msg_event(const struct uffd_msg *m) { return m->event; }
 static inline uint64_t cuffd_msg_fault_address(const struct uffd_msg *m) { return m->arg.pagefault.address; }
 static inline uint64_t cuffd_msg_fault_flags(const struct uffd_msg *m) { return m->arg.pagefault.flags; }
@@ -266,5 +274,7 @@ static inline int cuffd_name_thread(const char *name) {
 static inline int cuffd_pipe_cloexec(int fds[2]) {
     return pipe2(fds, O_CLOEXEC) == 0 ? 0 : -errno;
 }
+
+#include "cuffd_gate.h"
 
 #endif

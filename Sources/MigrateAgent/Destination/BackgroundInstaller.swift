@@ -29,8 +29,12 @@ import Synchronization
 /// own already: `offer` copies it straight into the io view (no ring), and the
 /// worker hashes it there, before `UFFDIO_CONTINUE` lets the guest write it.
 ///
-/// Only for memory without removal events (our own arena): `UFFDIO_COPY`
-/// never answers `EAGAIN` there, and no page changes hands while it arrives.
+/// On a VMM's memory, which has removal events (a balloon), the worker copies
+/// through an `InstallGate`: a few pages per pass, never while the loop reads the
+/// userfaultfd, and only pages still `.arriving` in the tracker (a page given
+/// back meanwhile is skipped: it reads zeros). An `EAGAIN` (an event not read
+/// yet) is retried once the loop had a chance to read it. Our own arena has no
+/// such events: no gate, and `UFFDIO_COPY` never answers `EAGAIN` there.
 ///
 /// Threading: `offer`, `collect`, `stop` on the destination's loop thread. A
 /// slot belongs to the worker from `offer` until `collect`; the indices are
@@ -43,6 +47,10 @@ final class BackgroundInstaller: @unchecked Sendable {
         var first = 0
         var count = 0
         var outcome = InstallOutcome()
+        /// Pages given back by the guest while the slot held them (a VMM's memory): not installed.
+        var discarded = 0
+        /// Copies cut short by an unread event (`EAGAIN`), retried after it was read.
+        var deferred = 0
         var error: AgentError?
     }
 
@@ -73,9 +81,16 @@ final class BackgroundInstaller: @unchecked Sendable {
     /// never signals a closed handle. Taken once per batch, never per page.
     private let wakeClosed = Mutex(false)
     private let yieldsToDemand: Bool
+    /// A VMM's memory: copies pass the gate, and skip pages no longer `.arriving`.
+    private let gate: InstallGate?
+    private let tracker: PageTracker?
 
-    init(resolver: any PageResolver, hashes: ReceivedHashes, yieldsToDemand: Bool = true) {
+    /// `gated`: the gate and the tracker, for memory with removal events (a VMM's).
+    init(resolver: any PageResolver, hashes: ReceivedHashes, yieldsToDemand: Bool = true,
+         gated: (gate: InstallGate, tracker: PageTracker)? = nil) {
         self.yieldsToDemand = yieldsToDemand
+        gate = gated?.gate
+        tracker = gated?.tracker
         self.resolver = resolver
         self.hashes = hashes
         pageSize = resolver.space.pageSize
@@ -211,6 +226,7 @@ final class BackgroundInstaller: @unchecked Sendable {
     }
 
     private func install(_ slot: inout Slot, from source: UnsafeRawPointer) {
+        if let gate, let tracker { return installGated(&slot, from: source, gate: gate, tracker: tracker) }
         if let inPlace {
             // Hashed before the guest can see it, then mapped.
             for k in 0..<slot.count { hashes.recordOnWorker(slot.first + k, bytes: source + k * pageSize) }
@@ -230,5 +246,63 @@ final class BackgroundInstaller: @unchecked Sendable {
         for k in 0..<slot.count {
             hashes.recordOnWorker(slot.first + k, bytes: source + k * pageSize)
         }
+    }
+
+    /// A VMM's memory: `Tuning.gatedInstallPages` at a time through the gate, each
+    /// page only while the tracker still holds it `.arriving`. The slot's pages are
+    /// all hashed, installed or not, as on the loop (a page given back still counts
+    /// in the digest with the bytes the source sent).
+    private func installGated(_ slot: inout Slot, from source: UnsafeRawPointer, gate: InstallGate, tracker: PageTracker) {
+        var k = 0
+        var stalledSince: UInt64?
+        while k < slot.count {
+            let end = min(slot.count, k + Tuning.gatedInstallPages)
+            let before = k
+            var interrupted = false
+            gate.enter()
+            while k < end {
+                guard tracker.stateFromAnyThread(slot.first + k) == .arriving else {
+                    slot.discarded += 1
+                    k += 1
+                    continue
+                }
+                var run = 1
+                while k + run < end, tracker.stateFromAnyThread(slot.first + k + run) == .arriving { run += 1 }
+                let outcome: InstallOutcome
+                do throws(AgentError) {
+                    outcome = try resolver.installAbsent(first: slot.first + k, count: run, from: source + k * pageSize)
+                } catch {
+                    gate.leave()
+                    slot.error = error
+                    return
+                }
+                slot.outcome.installed += outcome.installed
+                slot.outcome.alreadyPresent += outcome.alreadyPresent
+                k += outcome.installed + outcome.alreadyPresent
+                if outcome.interrupted {
+                    interrupted = true
+                    break
+                }
+            }
+            gate.leave()
+            if k > before { stalledSince = nil }
+            guard interrupted else { continue }
+            slot.deferred += 1
+            // An event waits to be read: the loop reads it (and marks what it gave back)
+            // when it wakes for it. Until then every copy answers EAGAIN: back off.
+            let now = EventLoop.nowNanos()
+            if let since = stalledSince, now &- since > Tuning.gatedStallNanos {
+                slot.error = .kernel(UffdError("UFFDIO_COPY of page \(slot.first + k) on the installer thread "
+                    + "(EAGAIN for \(Tuning.gatedStallNanos / 1_000_000_000) s: an event was never read)", code: EAGAIN))
+                return
+            }
+            if stalledSince == nil { stalledSince = now }
+            if stopping.load(ordering: .acquiring) {
+                slot.error = .kernel(UffdError("UFFDIO_COPY of page \(slot.first + k) on the installer thread (stopped while deferred)", code: EAGAIN))
+                return
+            }
+            usleep(20)
+        }
+        for k in 0..<slot.count { hashes.recordOnWorker(slot.first + k, bytes: source + k * pageSize) }
     }
 }

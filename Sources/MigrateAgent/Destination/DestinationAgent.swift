@@ -107,10 +107,14 @@ public final class DestinationAgent: @unchecked Sendable {
         busyPoll = BusyPoll(loop: loop, windowMicros: configuration.busyPollMicros)
         faults = FaultService(loop: loop, resolver: memory.resolver, tracker: tracker, hashes: hashes, phases: phases,
                               flow: flow, busyPoll: busyPoll, progress: configuration.progress)
-        // A VMM's memory has removal events, which a page in flight to another thread could miss.
-        background = configuration.installThread && memory.vmm == nil
-            ? BackgroundInstaller(resolver: memory.resolver, hashes: hashes, yieldsToDemand: configuration.yieldToDemand) : nil
+        // A VMM's memory has removal events: its installs pass a gate the loop closes to read
+        // them. Huge pages stay on the loop (a slot holds 64 KiB).
+        let gate = memory.vmm != nil ? InstallGate() : nil
+        background = configuration.installThread && space.pageSize <= Tuning.installerSlotBytes
+            ? BackgroundInstaller(resolver: memory.resolver, hashes: hashes, yieldsToDemand: configuration.yieldToDemand,
+                                  gated: gate.map { [tracker] in ($0, tracker) }) : nil
         faults.background = background
+        faults.gate = background != nil ? gate : nil
         installer = PageInstaller(resolver: memory.resolver, ioArena: memory.arena, tracker: tracker, hashes: hashes, phases: phases, flow: flow,
                                   faults: faults, busyPoll: busyPoll, background: background, loop: loop)
         sessionLimits = .session(pageSize: space.pageSize, pageCount: UInt64(space.pageCount))

@@ -51,6 +51,9 @@ final class FaultService {
     /// Told when requests went out (it yields the CPU to demand work) and when a
     /// fault waits on one of its own installs (it must not yield then).
     var background: BackgroundInstaller?
+    /// A VMM's memory with the installer's thread: closed around each read and the
+    /// removals it brought, so no copy is in flight while an event is read (`InstallGate`).
+    var gate: InstallGate?
     /// In the current drain: a request went out; a fault waits on a page the installer holds.
     private var requestedThisDrain = false
     private var waitsOnInstaller = false
@@ -83,18 +86,11 @@ final class FaultService {
     /// Reads and serves every fault pending in the userfaultfd, then writes the requests.
     func drain() throws(AgentError) {
         loop.assertOnLoop()
-        let uffd = resolver.uffd
         var now: UInt64 = 0
         while serving {
-            let n: Int
-            do { n = try uffd.readMessages(into: messages, capacity: Tuning.faultBatch) } catch { throw .kernel(error) }
+            let n = try readAndRemove()
             if n == 0 { break }
             now = EventLoop.nowNanos()
-            // Removals first: a fault read in the same batch may be on a page given back
-            // after it faulted, and must then read zeros (the messages are not in causal order).
-            for i in 0..<n where cuffd_msg_event(messages + i) == CUFFD_EVENT_REMOVE {
-                removed(from: cuffd_msg_remove_start(messages + i), to: cuffd_msg_remove_end(messages + i))
-            }
             for i in 0..<n {
                 let message = messages + i
                 guard cuffd_msg_event(message) == CUFFD_EVENT_PAGEFAULT else { continue }
@@ -117,6 +113,25 @@ final class FaultService {
             phases.flushed(at: flushed)
             busyPoll.extend(from: flushed)
         }
+    }
+
+    /// Reads a batch of messages and handles its removals first: a fault read in the
+    /// same batch may be on a page given back after it faulted, and must then read
+    /// zeros (the messages are not in causal order). Behind the gate when there is one.
+    @inline(__always) private func readAndRemove() throws(AgentError) -> Int {
+        if let gate, !gate.tryClose() {
+            // A copy is in flight: wait for it only when there is something to read
+            // (most drains between two slices of the stream find nothing).
+            guard resolver.uffd.hasMessages else { return 0 }
+            gate.close()
+        }
+        defer { gate?.open() }
+        let n: Int
+        do { n = try resolver.uffd.readMessages(into: messages, capacity: Tuning.faultBatch) } catch { throw .kernel(error) }
+        for i in 0..<n where cuffd_msg_event(messages + i) == CUFFD_EVENT_REMOVE {
+            removed(from: cuffd_msg_remove_start(messages + i), to: cuffd_msg_remove_end(messages + i))
+        }
+        return n
     }
 
     private func serve(_ page: Int, _ kind: FaultKind, now: UInt64) throws(AgentError) {
@@ -157,25 +172,34 @@ final class FaultService {
     }
 
     /// The guest gave back `[start, end)` (a balloon's `MADV_DONTNEED`): pages not
-    /// here yet will read zeros; pages already here are the guest's to drop.
+    /// here yet will read zeros; pages already here are the guest's to drop. A
+    /// thread blocked on a page of the range that was on its way is woken: its
+    /// access faults again and reads zeros (the answer it waited on is dropped).
     private func removed(from start: UInt64, to end: UInt64) {
         counts.removedRanges += 1
+        var waitedOn = false
+        defer {
+            if waitedOn, start < end {
+                // Waking nobody is harmless; a failed wake (the VMM is gone) ends the migration on the next install.
+                try? resolver.uffd.wake(UnsafeMutableRawPointer(bitPattern: UInt(start))!, length: Int(end - start))
+            }
+        }
         var address = start
         while address < end {
             defer { address += UInt64(space.pageSize) }
             guard let page = space.pageIndex(ofGuestAddress: address) else { continue }
             let state = tracker.state(page)
             switch state {
-            case .absent, .requested:
+            case .absent, .requested, .arriving:
                 if state == .requested {  // its answer will be dropped
                     flow.demandAnswered()
                     phases.abandoned(page)
                 }
+                // Arriving: the installer's copy is not in flight (the gate is closed)
+                // and it skips pages no longer arriving; one done already is zapped.
+                waitedOn = waitedOn || state != .absent
                 tracker.set(page, .removed)
                 counts.removedPages += 1
-            case .arriving:
-                // The background installer serves only memory without removal events.
-                break
             case .present, .stale, .staleRequested, .removed:
                 // Present: the kernel dropped the guest's own copy; the next fault is MISSING
                 // on a page the tracker holds, which reads zeros as well (see zeroFill).

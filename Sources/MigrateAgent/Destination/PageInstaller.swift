@@ -212,6 +212,8 @@ final class PageInstaller {
             }
             counts.background += slot.outcome.installed
             counts.eexistRaces += slot.outcome.alreadyPresent
+            counts.discardedRemoved += slot.discarded
+            counts.deferred += slot.deferred
         }
         if let failure { throw failure }
     }

@@ -130,6 +130,10 @@ public final class Userfaultfd: @unchecked Sendable {
     }
 
     /// Reads pending fault messages into `buffer` in one read(2); returns how many (0 when none).
+    /// Whether a message waits to be read (`poll` with no timeout; an error says yes,
+    /// so that the read that follows reports it).
+    public var hasMessages: Bool { cuffd_has_msgs(fd) != 0 }
+
     public func readMessages(into buffer: UnsafeMutablePointer<uffd_msg>, capacity: Int) throws(UffdError) -> Int {
         let n = cuffd_read_msgs(fd, buffer, Int32(capacity))
         guard n >= 0 else { throw UffdError("read(userfaultfd)", code: -n) }

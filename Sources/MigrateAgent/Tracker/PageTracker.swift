@@ -25,7 +25,8 @@ public enum PageState: UInt8, Sendable {
 ///
 /// Threading: the loop thread owns it and is the only writer. Guest threads may
 /// call `wasDemandFetched` (an acquire load of one byte) to classify their own
-/// accesses. Nothing here allocates after init.
+/// accesses; the background installer's worker reads the pages it holds with
+/// `stateFromAnyThread`. Nothing here allocates after init.
 public final class PageTracker: @unchecked Sendable {
     public let pageCount: Int
     private let bytes: UnsafeMutablePointer<UInt8>
@@ -64,6 +65,11 @@ public final class PageTracker: @unchecked Sendable {
         if state == .removed { removedCount += 1 }
         let flag = state == .present ? (demand ? Self.demandFlag : 0) : (demand ? Self.demandFlag : bytes[page] & Self.demandFlag)
         atomic_store_u8(bytes + page, state.rawValue | flag)
+    }
+
+    /// `state`, from a thread other than the loop (an acquire load of one byte).
+    @inline(__always) public func stateFromAnyThread(_ page: Int) -> PageState {
+        PageState(rawValue: atomic_load_u8(bytes + page) & Self.stateMask)!
     }
 
     /// Whether the page's last arrival answered a guest fault. Any thread.
