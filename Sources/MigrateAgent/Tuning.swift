@@ -15,11 +15,9 @@ enum Tuning {
     static let installerYieldNanos: UInt64 = 2_000_000
     /// On a VMM's memory (`InstallGate`): pages the installer copies per pass through
     /// the gate (the loop waits at most for one such copy before it reads the
-    /// userfaultfd), how long the loop spins for it before sleeping, and how long
-    /// copies may keep answering `EAGAIN` (an event unread) before that is a failure.
+    /// userfaultfd), and how long either side spins for the other before sleeping.
     static let gatedInstallPages = 8
     static let gateSpinNanos: Int64 = 30_000
-    static let gatedStallNanos: UInt64 = 5_000_000_000
     /// Demand faults in flight whose phases the destination times at once
     /// (`InFlightFaults`): one per blocked guest thread is enough.
     static let faultsMeasuredInFlight = 1024
@@ -52,9 +50,13 @@ enum Tuning {
     static let reconnectBackoffNanos: ClosedRange<UInt64> = 50_000_000...2_000_000_000
     /// Longest a reconnect attempt may take (connect, key proof, welcome) before the next.
     static let reconnectAttemptSeconds = 5.0
-    /// Installs interrupted by `EAGAIN` in a row, each after reading the pending
-    /// events, before the kernel's answer is taken as a failure.
-    static let maxInstallStalls = 1000
+    /// How long installs may keep answering `EAGAIN` without progress (on the loop,
+    /// reading the events between tries; on the installer's thread, waiting for the
+    /// loop to read them) before the kernel's answer is taken as a failure. The
+    /// kernel keeps refusing until the thread that queued the event runs again,
+    /// which a busy host may delay; the tries are 20 µs apart.
+    static let installStallNanos: UInt64 = 5_000_000_000
+    static let installStallRetryMicros: UInt32 = 20
     /// How long a VMM that connected has to send its regions and userfaultfd.
     static let vmmMessageSeconds = 5.0
     /// Working-set score a page needs to be in the announced hot set: accessed in

@@ -43,10 +43,11 @@ static inline int64_t cuffd_gate_now(void) {
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
-/// Loop: closes the gate and returns once no copy is in flight. Spins up to
-/// `spin_nanos` (a copy in flight on the other CPU ends within a few µs), then
-/// sleeps. Returns 0 when no copy was in flight, 1 when it spun, 2 when it slept.
-static inline int cuffd_gate_close(uint32_t *gate, int64_t spin_nanos) {
+/// Loop: closes the gate; returns 0 when no copy was in flight, 1 when the copy in
+/// flight ended while it spun (up to `spin_nanos`: on the other CPU a copy ends
+/// within a few µs), -1 when it is still in flight (the gate stays closed: finish
+/// with `cuffd_gate_wait_copy`).
+static inline int cuffd_gate_close_spinning(uint32_t *gate, int64_t spin_nanos) {
     uint32_t v = __atomic_fetch_or(gate, CUFFD_GATE_CLOSED, __ATOMIC_ACQ_REL);
     if (!(v & CUFFD_GATE_BUSY)) return 0;
     int64_t start = cuffd_gate_now();
@@ -56,13 +57,17 @@ static inline int cuffd_gate_close(uint32_t *gate, int64_t spin_nanos) {
             if (!(__atomic_load_n(gate, __ATOMIC_ACQUIRE) & CUFFD_GATE_BUSY)) return 1;
         }
     } while (cuffd_gate_now() - start < spin_nanos);
+    return -1;
+}
+
+/// Loop, after `cuffd_gate_close_spinning` returned -1: sleeps until the copy in flight ended.
+static inline void cuffd_gate_wait_copy(uint32_t *gate) {
     for (;;) {
-        v = __atomic_or_fetch(gate, CUFFD_GATE_LOOP_WAITS, __ATOMIC_ACQ_REL);
+        uint32_t v = __atomic_or_fetch(gate, CUFFD_GATE_LOOP_WAITS, __ATOMIC_ACQ_REL);
         if (!(v & CUFFD_GATE_BUSY)) break;
         cuffd_gate_sleep(gate, v);
     }
     __atomic_fetch_and(gate, ~CUFFD_GATE_LOOP_WAITS, __ATOMIC_RELAXED);
-    return 2;
 }
 
 /// Loop: closes the gate if no copy is in flight (1), else leaves it open (0).

@@ -71,6 +71,10 @@ final class BackgroundInstaller: @unchecked Sendable {
     /// When the loop last sent demand requests (monotonic nanoseconds; 0 when a
     /// fault waits on this worker; relaxed: a hint).
     private let lastFaultNanos = Atomic<UInt64>(0)
+    /// The worker's thread id (for `raiseWorkerPriority`; 0 until it runs), and whether
+    /// the loop raised it back to normal priority since it last looked.
+    private let workerTid = Atomic<Int32>(0)
+    private let raised = Atomic<Bool>(false)
     /// Slots the loop took back (loop only).
     private var collected = 0
     private let work = DispatchSemaphore(value: 0)
@@ -155,6 +159,17 @@ final class BackgroundInstaller: @unchecked Sendable {
         lastFaultNanos.store(waitingOnInstalls ? 0 : now, ordering: .relaxed)
     }
 
+    /// The loop waits on a copy the worker holds behind the gate while it may be
+    /// `SCHED_IDLE` (preempted by busy threads): back to normal priority, so that the
+    /// copy ends. The worker yields again at its next slot if demand still calls for it.
+    func raiseWorkerPriority() {
+        let tid = workerTid.load(ordering: .relaxed)
+        guard yieldsToDemand, tid != 0 else { return }
+        var param = sched_param(sched_priority: 0)
+        _ = sched_setscheduler(tid, SCHED_OTHER, &param)  // a refusal leaves the wait as it was
+        raised.store(true, ordering: .relaxed)
+    }
+
     /// Hands each done slot to `body` on the loop, oldest first, and frees it.
     func collect(_ body: (Slot) -> Void) {
         let ready = done.load(ordering: .acquiring)
@@ -187,6 +202,7 @@ final class BackgroundInstaller: @unchecked Sendable {
     }
 
     private func run() {
+        workerTid.store(cuffd_gettid(), ordering: .relaxed)
         var yielding = false
         var next = 0
         var signaled = 0
@@ -217,6 +233,7 @@ final class BackgroundInstaller: @unchecked Sendable {
     /// Switches the worker to `SCHED_IDLE` while faults are being served, back to
     /// normal after; one system call per switch, none otherwise. Returns the new state.
     private func yieldToDemand(_ yielding: Bool) -> Bool {
+        let yielding = raised.exchange(false, ordering: .relaxed) ? false : yielding
         let recent = yieldsToDemand && EventLoop.nowNanos() &- lastFaultNanos.load(ordering: .relaxed) < Tuning.installerYieldNanos
         guard recent != yielding else { return yielding }
         var param = sched_param(sched_priority: 0)
@@ -291,9 +308,9 @@ final class BackgroundInstaller: @unchecked Sendable {
             // An event waits to be read: the loop reads it (and marks what it gave back)
             // when it wakes for it. Until then every copy answers EAGAIN: back off.
             let now = EventLoop.nowNanos()
-            if let since = stalledSince, now &- since > Tuning.gatedStallNanos {
+            if let since = stalledSince, now &- since > Tuning.installStallNanos {
                 slot.error = .kernel(UffdError("UFFDIO_COPY of page \(slot.first + k) on the installer thread "
-                    + "(EAGAIN for \(Tuning.gatedStallNanos / 1_000_000_000) s: an event was never read)", code: EAGAIN))
+                    + "(EAGAIN for \(Tuning.installStallNanos / 1_000_000_000) s: an event was never read)", code: EAGAIN))
                 return
             }
             if stalledSince == nil { stalledSince = now }
@@ -301,7 +318,7 @@ final class BackgroundInstaller: @unchecked Sendable {
                 slot.error = .kernel(UffdError("UFFDIO_COPY of page \(slot.first + k) on the installer thread (stopped while deferred)", code: EAGAIN))
                 return
             }
-            usleep(20)
+            usleep(Tuning.installStallRetryMicros)
         }
         for k in 0..<slot.count { hashes.recordOnWorker(slot.first + k, bytes: source + k * pageSize) }
     }

@@ -362,7 +362,9 @@ public final class DestinationAgent: @unchecked Sendable {
     /// Every page is here and the source's digest arrived: compare, tell the
     /// source, and wait for it to acknowledge (it keeps the session until then).
     private func completeIfDone() {
-        guard phase == .migrating, tracker.isComplete, let sourceDigest else { return }
+        // Slots still with the installer may hold pages a removal already counted as done:
+        // their hashes join the digest only when they are collected.
+        guard phase == .migrating, tracker.isComplete, (background?.inFlight ?? 0) == 0, let sourceDigest else { return }
         let digest = hashes.digest()
         receivedDigest = digest
         report.digestMatch = digest == sourceDigest

@@ -123,7 +123,7 @@ final class FaultService {
             // A copy is in flight: wait for it only when there is something to read
             // (most drains between two slices of the stream find nothing).
             guard resolver.uffd.hasMessages else { return 0 }
-            gate.close()
+            gate.close { background?.raiseWorkerPriority() }
         }
         defer { gate?.open() }
         let n: Int
@@ -196,10 +196,11 @@ final class FaultService {
                     phases.abandoned(page)
                 }
                 // Arriving: the installer's copy is not in flight (the gate is closed)
-                // and it skips pages no longer arriving; one done already is zapped.
+                // and it skips pages no longer arriving (counted as discarded); one
+                // copied already is zapped (counted as installed).
                 waitedOn = waitedOn || state != .absent
                 tracker.set(page, .removed)
-                counts.removedPages += 1
+                if state != .arriving { counts.removedPages += 1 }
             case .present, .stale, .staleRequested, .removed:
                 // Present: the kernel dropped the guest's own copy; the next fault is MISSING
                 // on a page the tracker holds, which reads zeros as well (see zeroFill).
@@ -211,7 +212,12 @@ final class FaultService {
     /// Resolves a fault on a given-back page with a zero page.
     func zeroFill(_ page: Int) throws(AgentError) {
         let outcome = try resolver.installZero(first: page, count: 1)
-        if outcome.interrupted { return }  // another event is unread: this fault comes back after it
+        if outcome.interrupted {
+            // An event is unread, or its madvise thread has not run since it was read
+            // (`mmap_changing`). This fault was read already and comes back only if woken.
+            do { try resolver.uffd.wake(space.guestPage(page), length: space.pageSize) } catch { throw .kernel(error) }
+            return
+        }
         tracker.set(page, .present)
     }
 

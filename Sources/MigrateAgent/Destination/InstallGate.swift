@@ -26,9 +26,18 @@ final class InstallGate: @unchecked Sendable {
 
     deinit { word.deallocate() }
 
-    /// Loop: returns once no copy is in flight; none starts until `open`.
-    @inline(__always) func close() {
-        if cuffd_gate_close(word, Tuning.gateSpinNanos) != 0 { loopWaits += 1 }
+    /// Loop: returns once no copy is in flight; none starts until `open`. When the
+    /// copy in flight outlasts the spin (its thread was preempted), `stalled` runs
+    /// before the loop sleeps on it: the worker may be `SCHED_IDLE` then, behind
+    /// every busy thread, and must be raised to finish its copy.
+    @inline(__always) func close(stalled: () -> Void = {}) {
+        let spun = cuffd_gate_close_spinning(word, Tuning.gateSpinNanos)
+        guard spun != 0 else { return }
+        loopWaits += 1
+        if spun < 0 {
+            stalled()
+            cuffd_gate_wait_copy(word)
+        }
     }
 
     /// Loop: closes the gate if no copy is in flight; false (and still open) otherwise.
