@@ -271,7 +271,7 @@ final class BackgroundInstaller: @unchecked Sendable {
     /// in the digest with the bytes the source sent).
     private func installGated(_ slot: inout Slot, from source: UnsafeRawPointer, gate: InstallGate, tracker: PageTracker) {
         var k = 0
-        var stalledSince: UInt64?
+        var stall = InstallStall()
         while k < slot.count {
             let end = min(slot.count, k + Tuning.gatedInstallPages)
             let before = k
@@ -302,23 +302,20 @@ final class BackgroundInstaller: @unchecked Sendable {
                 }
             }
             gate.leave()
-            if k > before { stalledSince = nil }
+            if k > before { stall.progressed() }
             guard interrupted else { continue }
             slot.deferred += 1
             // An event waits to be read: the loop reads it (and marks what it gave back)
             // when it wakes for it. Until then every copy answers EAGAIN: back off.
-            let now = EventLoop.nowNanos()
-            if let since = stalledSince, now &- since > Tuning.installStallNanos {
-                slot.error = .kernel(UffdError("UFFDIO_COPY of page \(slot.first + k) on the installer thread "
-                    + "(EAGAIN for \(Tuning.installStallNanos / 1_000_000_000) s: an event was never read)", code: EAGAIN))
-                return
-            }
-            if stalledSince == nil { stalledSince = now }
             if stopping.load(ordering: .acquiring) {
                 slot.error = .kernel(UffdError("UFFDIO_COPY of page \(slot.first + k) on the installer thread (stopped while deferred)", code: EAGAIN))
                 return
             }
-            usleep(Tuning.installStallRetryMicros)
+            guard stall.waitBeforeRetry() else {
+                slot.error = .kernel(UffdError("UFFDIO_COPY of page \(slot.first + k) on the installer thread "
+                    + "(EAGAIN for \(InstallStall.seconds) s: an event was never read)", code: EAGAIN))
+                return
+            }
         }
         for k in 0..<slot.count { hashes.recordOnWorker(slot.first + k, bytes: source + k * pageSize) }
     }

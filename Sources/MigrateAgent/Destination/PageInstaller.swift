@@ -108,7 +108,7 @@ final class PageInstaller {
         }
         var i = 0
         var installed = 0
-        var stalledSince: UInt64?  // when installs started answering EAGAIN without progress
+        var stall = InstallStall()
         while i < count {
             let state = tracker.state(first + i)
             switch state {
@@ -168,18 +168,11 @@ final class PageInstaller {
                     tracker.set(first + k, wasRequested ? .requested : .absent)
                     if wasRequested { answered -= 1 }
                 }
-                if done == i {
-                    // Read or not, the event holds the kernel's refusal until the thread that
-                    // queued it runs again: give it the CPU a moment, within a bound.
-                    let now = EventLoop.nowNanos()
-                    if let since = stalledSince, now &- since > Tuning.installStallNanos {
-                        let ioctl = if case .zeros = source { "UFFDIO_ZEROPAGE" } else { "UFFDIO_COPY" }
-                        throw .kernel(UffdError("\(ioctl) of page \(first + i) (EAGAIN for \(Tuning.installStallNanos / 1_000_000_000) s)",
-                                                code: EAGAIN))
-                    }
-                    if stalledSince == nil { stalledSince = now } else { usleep(Tuning.installStallRetryMicros) }
-                } else {
-                    stalledSince = nil
+                if done > i {
+                    stall.progressed()
+                } else if !stall.waitBeforeRetry() {
+                    let ioctl = if case .zeros = source { "UFFDIO_ZEROPAGE" } else { "UFFDIO_COPY" }
+                    throw .kernel(UffdError("\(ioctl) of page \(first + i) (EAGAIN for \(InstallStall.seconds) s)", code: EAGAIN))
                 }
                 end = done
                 counts.deferred += 1
