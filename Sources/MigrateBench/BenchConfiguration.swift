@@ -41,6 +41,8 @@ public struct BenchConfiguration: Sendable {
     public var workingSetIntervalMillis = 100
     /// The tracker to use; nil: the best the kernel offers.
     public var workingSetTracking: AccessTrackingMethod?
+    /// Handler-mode figures: the size of the image the source serves to the stand-in VMM's handler; nil for none.
+    public var handlerModeBytes: Int? = 256 << 20
     /// Both agents of every run encrypt their connections (`--encrypt`).
     public var encrypt = false
     /// Deadline of one agent run (source and destination), seconds.

@@ -146,6 +146,7 @@ public enum BenchMarkdown {
             }
             md.append("")
         }
+        md += handlerMode(r)
         md += workingSet(r)
         let measuredLinks = r.links.filter { $0.skipped == nil }
         if !r.links.isEmpty {
@@ -238,6 +239,40 @@ public enum BenchMarkdown {
     }
 
     private static func n(_ v: Double) -> String { BenchTable.n(v) }
+
+    /// The handler-mode scenarios, one row each.
+    static func handlerMode(_ r: BenchReport) -> [String] {
+        guard let h = r.handlerMode else { return [] }
+        var md = ["### Handler mode (a VMM's memory)", ""]
+        md.append("The production path: the destination is the page-fault handler of a separate VMM process "
+            + "(`destination --uffd-socket`), and the VMM is the stand-in `stand-in-vmm`, which maps its memory, hands its "
+            + "userfaultfd over as Firecracker does at snapshot load, and checks every page it reads against the "
+            + "\(ByteSize(bytes: h.imageBytes)) image the source serves (pseudo-random pages, every eighth all zero). Latency "
+            + "is loop-side: the destination's, from reading a fault to its resolution (the stand-in's guest times "
+            + "nothing); p50 and p99 are the median of the runs' own, since the destination keeps no histogram of them. "
+            + "`\(HandlerModeScenario.oneThreadNoBackground.rawValue)`: one VMM guest thread reads every page in random "
+            + "order and the source sends pages only on demand; `\(HandlerModeScenario.oneThreadBackground.rawValue)`: the "
+            + "same with the background stream; `\(HandlerModeScenario.idle.rawValue)`: no guest thread, the stream moves "
+            + "every page (the VMM stays until the handler is done). *Whole migration*: the destination's time from "
+            + "connecting to every page present; *VMM*: the stand-in from its start to its exit. ⚠ marks a run during "
+            + "which other processes were busy.")
+        md.append("")
+        if let skipped = h.skipped {
+            md += ["Skipped: \(skipped)", ""]
+            return md
+        }
+        md.append("| run | loop-side p50 / p99 µs (median of runs) | p50 of each run | whole migration s (median; runs) | MB/s | pages on demand (median) | VMM s (median) |")
+        md.append("|---|---:|---|---|---:|---:|---:|")
+        for s in h.scenarios {
+            md.append("| \(s.busy ? "⚠ " : "")`\(s.name)` | "
+                + (s.loopSideP50.map { p50 in "\(n(p50)) / \(s.loopSideP99.map(n) ?? "—")" } ?? "no demand faults") + " | "
+                + s.runs.map { $0.loopSide.map { n($0.p50) } ?? "—" }.joined(separator: ", ") + " | "
+                + String(format: "%.3f", s.migrationSeconds) + " (" + s.runs.map { String(format: "%.3f", $0.elapsedSeconds) }.joined(separator: ", ")
+                + ") | \(String(format: "%.0f", s.megabytesPerSecond)) | \(s.demandPages) | \(String(format: "%.3f", s.vmmSeconds)) |")
+        }
+        md.append("")
+        return md
+    }
 
     /// Issue 10's working-set runs, one row each.
     static func workingSet(_ r: BenchReport) -> [String] {

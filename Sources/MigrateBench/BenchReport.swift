@@ -22,6 +22,8 @@ public struct BenchReport: Codable, Sendable {
     public var links: [LinkResult] = []
     /// Issue 10's working set: hot-first against address order, the tracker's cost, the estimate's quality.
     public var workingSet: WorkingSetResult? = nil
+    /// The production path: the destination as a separate VMM's page-fault handler (`--uffd-socket`), the stand-in VMM.
+    public var handlerMode: HandlerModeResult? = nil
     public var targets: [TargetResult] = []
     /// Other processes' CPU use over the whole run.
     public var load: OtherLoad?

@@ -72,13 +72,16 @@ public final class BenchRunner {
             configuration.progress("bench: \(report.notes.last!)")
         }
         try makeWorkDirectory()
-        // The working-set figures compare runs of their own set with each other: alone, they need no baseline.
+        // The working-set figures (and handler mode's, which run in any case) compare runs of their own set with
+        // each other: alone, they need no baseline.
         guard Self.needsBaselines(scenarios: scenarios, configuration: configuration) else {
-            report.notes.append("baselines not measured: only the working-set figures were asked for, and they compare "
+            let figures = configuration.handlerModeBytes == nil ? "working-set" : "working-set and handler-mode"
+            report.notes.append("baselines not measured: only the \(figures) figures were asked for, and they compare "
                 + "runs of their own set with each other")
             configuration.progress("bench: \(report.notes.last!)")
             report.settings.migrationSizes = []
             report.workingSet = try measureWorkingSet(size: configuration.workingSetBytes!, probe: probe)
+            try measureHandlerMode(into: &report)
             return
         }
         let cores = report.machine.cores
@@ -124,6 +127,8 @@ public final class BenchRunner {
                                                       bandwidth: report.baselines!.bandwidth.best, install: install))
         }
 
+        try measureHandlerMode(into: &report)
+
         if let size = configuration.workingSetBytes {
             report.workingSet = try measureWorkingSet(size: size, probe: probe)
         }
@@ -134,10 +139,18 @@ public final class BenchRunner {
     }
 
     /// Whether anything asked for needs the baselines: every figure but the working set's does,
-    /// and a run that asks for nothing at all measures them alone.
+    /// and a run that asks for nothing at all measures them alone (handler mode runs in either case).
     static func needsBaselines(scenarios: [BenchScenario], configuration: BenchConfiguration) -> Bool {
         !scenarios.isEmpty || !configuration.migrationSizes.isEmpty || !configuration.links.isEmpty
             || configuration.workingSetBytes == nil
+    }
+
+    /// Handler mode, when asked for; a skip (no stand-in VMM) is noted, not a failure.
+    private func measureHandlerMode(into report: inout BenchReport) throws(AgentError) {
+        guard let size = configuration.handlerModeBytes else { return }
+        let result = try measureHandlerMode(size: size)
+        if let skipped = result.skipped { report.notes.append("handler mode not measured: \(skipped)") }
+        report.handlerMode = result
     }
 
     // MARK: Scenarios

@@ -81,6 +81,7 @@ public enum BenchTable {
             }
         }
         out += underLoad(r)
+        out += handlerModeLines(r)
         out += workingSetLines(r)
         out += linkLines(r)
         if !r.targets.isEmpty {
@@ -172,6 +173,22 @@ public enum BenchTable {
         guard let worst = memory.max(by: { $0.pssBytes < $1.pssBytes }), arena > 0 else { return nil }
         let own = worst.pssBytes - arena
         return String(format: "PSS +%.1f MiB (%.1f%%)", Double(own) / 1_048_576, Double(own) / Double(arena) * 100)
+    }
+
+    /// Handler mode: one line per scenario, then one per run.
+    static func handlerModeLines(_ r: BenchReport) -> [String] {
+        guard let h = r.handlerMode else { return [] }
+        var out = ["", "Handler mode (a VMM's memory): \(ByteSize(bytes: h.imageBytes)) image, the destination as the stand-in VMM's "
+            + "page-fault handler (--uffd-socket); loop-side latency (fault read until resolved), median of the runs' p50 and p99"]
+        if let skipped = h.skipped { out.append("  skipped: \(skipped)") }
+        for s in h.scenarios {
+            out.append("  " + pad((s.busy ? "!" : "") + s.name, 18)
+                + (s.loopSideP50.map { "loop-side p50 \(n($0)) µs, p99 \(s.loopSideP99.map(n) ?? "—") µs" } ?? "no demand faults")
+                + String(format: "; migrated in %.3f s (%.0f MB/s), %d pages on demand, VMM %.3f s (medians)", s.migrationSeconds,
+                         s.megabytesPerSecond, s.demandPages, s.vmmSeconds))
+            for run in s.runs { out.append("    run \(run.repetition): " + BenchRunner.describe(run)) }
+        }
+        return out
     }
 
     /// Issue 10's working set: one line per run.

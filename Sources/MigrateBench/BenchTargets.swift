@@ -15,10 +15,12 @@ public enum BenchTargets {
 
     public static func judge(_ report: BenchReport) -> [TargetResult] {
         let workingSet = WorkingSetTargets.judge(report).map { var t = $0; t.group = WorkingSetTargets.group; return t }
-        // A run of the working set alone (no baselines) has nothing for issues 4 and 9 to judge.
-        if report.workingSet != nil, report.baselines == nil, report.scenarios.isEmpty, report.migrations.isEmpty,
-           report.links.isEmpty {
-            return workingSet
+        // A run of the working set or handler mode alone (no baselines) has nothing else for issues 4 and 9 to judge.
+        if report.workingSet != nil || report.handlerMode != nil, report.baselines == nil, report.scenarios.isEmpty,
+           report.migrations.isEmpty, report.links.isEmpty {
+            var handlerMode = UnderLoadTargets.handlerMode(report)
+            handlerMode.group = UnderLoadTargets.group
+            return (report.workingSet == nil ? [] : workingSet) + (report.handlerMode == nil ? [] : [handlerMode])
         }
         return issue4(report).map { var t = $0; t.group = "issue 4"; return t }
             + UnderLoadTargets.judge(report).map { var t = $0; t.group = UnderLoadTargets.group; return t }
@@ -221,6 +223,7 @@ enum BenchWarnings {
                                    load.otherCores, load.stealCores))
         }
         let busy = report.scenarios.filter(\.busy).map(\.name) + report.migrations.filter(\.busy).map { "idle-\(ByteSize(bytes: $0.arenaBytes))" }
+            + (report.handlerMode?.scenarios ?? []).filter(\.busy).map(\.name)
         if !busy.isEmpty { warnings.append("measured while other processes were busy: \(busy.joined(separator: ", "))") }
         if let a = report.baselines?.floor(.unpinned), let b = report.floorAtEnd, a.p50 > 0, abs(b.p50 - a.p50) / a.p50 > 0.25 {
             warnings.append(String(format: "the unpinned floor drifted during the run: p50 %.1f µs at the start, %.1f µs at the end",

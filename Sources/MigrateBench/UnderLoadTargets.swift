@@ -43,6 +43,7 @@ public enum UnderLoadTargets {
         targets += hybrid(r)
         targets += links(r)
         targets.append(destinationMemory(r))
+        targets.append(handlerMode(r))
         return targets
     }
 
@@ -222,6 +223,42 @@ public enum UnderLoadTargets {
             }
             return t
         }
+    }
+
+    // MARK: Also: handler mode (a figure)
+
+    /// The production path, a VMM's memory: the loop-side demand p50 with the background stream
+    /// against without it, one VMM guest thread. A figure beside the targets, with no limit.
+    static func handlerMode(_ r: BenchReport) -> TargetResult {
+        var t = TargetResult(id: "handler-mode-background-p50",
+                             target: "handler mode: loop-side demand p50 with the background stream / without, 1 VMM guest thread",
+                             basis: "\(HandlerModeScenario.oneThreadBackground.rawValue) / "
+                                 + "\(HandlerModeScenario.oneThreadNoBackground.rawValue): the destination's fault read until "
+                                 + "resolved, p50, median of runs",
+                             value: nil, limit: 0, unit: "×")
+        t.figure = true
+        guard let h = r.handlerMode else {
+            t.basis += " (not measured: --handler-mode none)"
+            return t
+        }
+        if let skipped = h.skipped {
+            t.basis += " (skipped: \(skipped))"
+            return t
+        }
+        guard let with = h.scenario(.oneThreadBackground), let without = h.scenario(.oneThreadNoBackground),
+              let a = with.loopSideP50, let b = without.loopSideP50, b > 0 else {
+            t.basis += " (no demand fault measured)"
+            return t
+        }
+        t.value = (a / b).rounded(toPlaces: 2)
+        func runs(_ s: HandlerModeScenarioResult) -> String {
+            s.runs.map { $0.loopSide.map { f($0.p50) } ?? "—" }.joined(separator: ", ")
+        }
+        t.context = "loop-side p50 \(f(a)) µs with the stream (runs \(runs(with))), \(f(b)) µs without (runs \(runs(without))); "
+            + "p99 \(with.loopSideP99.map { f($0) } ?? "—") against \(without.loopSideP99.map { f($0) } ?? "—") µs; "
+            + "whole migration \(f(with.migrationSeconds, 3)) s against \(f(without.migrationSeconds, 3)) s, "
+            + "\(with.demandPages) against \(without.demandPages) of \(h.imageBytes / Arena.systemPageSize) pages on demand (medians)"
+        return t
     }
 
     // MARK: Also: destination memory

@@ -14,7 +14,8 @@ struct BenchCommand: ParsableCommand {
             MINOR + UFFDIO_CONTINUE), a loopback TCP round trip and bulk bandwidth between two processes; then agent \
             scenarios (a real source and destination process each) and idle-guest whole migrations; then, with --links, the \
             same across a real link: the agents in two network namespaces joined by a veth pair shaped with tc tbf (the \
-            benchmark creates and removes them); then issue 10's working-set figures (--working-set). Scenarios are named PATTERN-THREADSt-bg|nobg[-BACKEND][-stale|-hybrid][@SIZE], \
+            benchmark creates and removes them); then handler mode, the destination filling a separate VMM's memory \
+            (--handler-mode); then issue 10's working-set figures (--working-set). Scenarios are named PATTERN-THREADSt-bg|nobg[-BACKEND][-stale|-hybrid][@SIZE], \
             e.g. random-1t-nobg-minor or random-4t-bg@512MiB; see --list-scenarios. \
             Any wrong page, digest mismatch or failed agent fails the run (exit status 1).
             """)
@@ -49,6 +50,11 @@ struct BenchCommand: ParsableCommand {
     var workingSetInterval = 100
     @Option(help: "The working-set runs' tracker: auto (the best the kernel has), rwp-async or minor-sampling.")
     var workingSetTracking = "auto"
+    @Option(help: ArgumentHelp(
+        "Handler-mode figures on an image of this size, or none: the destination as the page-fault handler of the "
+            + "stand-in VMM (stand-in-vmm, beside this binary; skipped with a note when it is missing), with one VMM guest "
+            + "thread without and with the background stream, and with none. Default: the --arena size.", valueName: "size"))
+    var handlerMode = "arena"
     @Option(help: "Passed to both agents as --loop-slice (microseconds). Default: the kernel's slice.")
     var loopSlice: Int?
     @Flag(inversion: .prefixedNo, help: ArgumentHelp(
@@ -108,6 +114,14 @@ struct BenchCommand: ParsableCommand {
         case "none": configuration.workingSetBytes = nil
         case "arena": configuration.workingSetBytes = configuration.arenaSize
         default: configuration.workingSetBytes = try parseSize(workingSet)
+        }
+        switch handlerMode {
+        case "none": configuration.handlerModeBytes = nil
+        case "arena": configuration.handlerModeBytes = configuration.arenaSize
+        default: configuration.handlerModeBytes = try parseSize(handlerMode)
+        }
+        if let bytes = configuration.handlerModeBytes, bytes <= 0 || bytes % 4096 != 0 {
+            throw ValidationError("--handler-mode must be a positive multiple of 4 KiB, or none")
         }
         configuration.workingSetSeconds = workingSetSeconds
         configuration.workingSetIntervalMillis = workingSetInterval

@@ -42,12 +42,13 @@ struct BenchSmokeTests {
         try checkBaselines(report)
         try checkScenarios(report, csv: csv)
         checkMigration(report)
+        try checkHandlerMode(report)
         #expect(Set(report.targets.filter { $0.group == "issue 4" }.map(\.id))
             == ["p50-vs-floor", "p99-vs-floor", "background-vs-idle", "idle-migration"])
         #expect(Set(report.targets.filter { $0.group == UnderLoadTargets.group }.map(\.id)) == [
             "background-p50-1t", "background-p99-1t", "background-p50-4t", "background-p99-4t", "busy-random-migration",
             "busy-sequential-migration", "idle-vs-local-install-8MiB", "hybrid-downtime", "hybrid-stale-vs-absent",
-            "link-1gbit-p50-vs-floor", "link-10gbit-p50-vs-floor", "destination-pss",
+            "link-1gbit-p50-vs-floor", "link-10gbit-p50-vs-floor", "destination-pss", "handler-mode-background-p50",
         ])
         let workingSet = report.targets.filter { $0.group == WorkingSetTargets.group }
         #expect(workingSet.count == 6 && workingSet.allSatisfy { $0.value == nil && $0.basis.contains("--working-set none") })
@@ -57,7 +58,7 @@ struct BenchSmokeTests {
         for id in ["busy-random-migration", "idle-vs-local-install-8MiB", "destination-pss"] {
             #expect(report.targets.first { $0.id == id }?.value != nil, "\(id) not judged")
         }
-        for name in report.scenarios.map(\.name) + ["Baselines", "Targets", "local install", "under load"] {
+        for name in report.scenarios.map(\.name) + ["Baselines", "Targets", "local install", "under load", "Handler mode"] {
             #expect(run.stdout.contains(name), "the table on stdout lacks \(name)")
         }
     }
@@ -70,7 +71,7 @@ struct BenchSmokeTests {
         let json = directory.appendingPathComponent("bench.json").path
         let run = try Self.runBench(in: directory, arguments: [
             "bench", "--scenarios", "none", "--migration-sizes", "none", "--links", "none", "--working-set", "8MiB",
-            "--working-set-seconds", "0.3", "--repetitions", "1", "--run-timeout", "30", "--json", json,
+            "--working-set-seconds", "0.3", "--repetitions", "1", "--run-timeout", "30", "--handler-mode", "none", "--json", json,
         ])
         try #require(run.status == 0, "migrate-agent bench exited with \(String(describing: run.status)); stderr:\n\(run.stderr)")
         let report = try JSONDecoder().decode(BenchReport.self, from: try #require(FileManager.default.contents(atPath: json)))
@@ -199,6 +200,32 @@ struct BenchSmokeTests {
         }
     }
 
+    /// Handler mode (by default on an image of the arena's size): every scenario ran, every page arrived and
+    /// matched, the counts add up, and only the runs with a VMM guest thread faulted.
+    func checkHandlerMode(_ report: BenchReport) throws {
+        let h = try #require(report.handlerMode, "no handler mode in the report")
+        #expect(h.skipped == nil && h.imageBytes == Self.arenaBytes, "handler mode: \(h.skipped ?? "") \(h.imageBytes)")
+        #expect(h.scenarios.map(\.scenario) == HandlerModeScenario.allCases)
+        let pages = h.imageBytes / 4096
+        for s in h.scenarios {
+            #expect(s.runs.count == 1 && s.migrationSeconds > 0 && s.megabytesPerSecond > 0 && s.vmmSeconds > 0, "\(s.name): \(s)")
+            for run in s.runs {
+                #expect(run.digestMatch, "\(s.name): digest mismatch")
+                #expect(run.demandPages + run.backgroundPages == pages, "\(s.name): \(run.demandPages) + \(run.backgroundPages) pages")
+                if let loopSide = run.loopSide { checkOrdered(loopSide, "\(s.name) loop side", nonEmpty: true) }
+            }
+        }
+        // Without the stream every page the VMM's guest reads is a demand fault, timed on the loop.
+        let onDemand = try #require(h.scenario(.oneThreadNoBackground))
+        #expect(onDemand.demandPages == pages && onDemand.runs.allSatisfy { $0.loopSide?.count ?? 0 >= UInt64(pages) })
+        #expect((onDemand.loopSideP50 ?? 0) > 0 && onDemand.loopSideP50! <= onDemand.loopSideP99!)
+        // No guest: the stream moves every page, every eighth (all zero) as a zero-page frame.
+        let idle = try #require(h.scenario(.idle))
+        #expect(idle.demandPages == 0 && idle.loopSideP50 == nil)
+        #expect(idle.runs.allSatisfy { $0.zeroPagesReceived == pages / 8 }, "\(idle.runs.map(\.zeroPagesReceived))")
+        #expect(report.targets.first { $0.id == "handler-mode-background-p50" }?.figure == true)
+    }
+
     /// The destination's PSS counts the arena once (it is all present at the end), its RSS up to twice.
     func checkMemory(_ m: ProcessMemory?, arena: Int, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
         guard let m else {
@@ -219,7 +246,7 @@ struct BenchSmokeTests {
         let run = try Self.runBench(in: directory, arguments: [
             "bench", "--arena", "\(Self.arenaBytes)", "--scenarios", "none", "--migration-sizes", "none", "--links", "1gbit",
             "--repetitions", "1", "--baseline-samples", "300", "--bandwidth", "16MiB", "--no-pinned-baselines",
-            "--run-timeout", "30", "--json", json,
+            "--run-timeout", "30", "--handler-mode", "none", "--json", json,
         ])
         try #require(run.status == 0, "migrate-agent bench exited with \(String(describing: run.status)); stderr:\n\(run.stderr)")
         let report = try JSONDecoder().decode(BenchReport.self, from: try #require(FileManager.default.contents(atPath: json)))

@@ -92,6 +92,7 @@ struct BenchTargetTests {
         link.floor = FaultFloor(placement: .sameCPU, uffd: Self.summary(10, 20), rtt: Self.summary(30, 40))
         link.scenarios = [try Self.scenario("random-1t-bg", p50: 90, p99: 2000)]
         r.links = [link, LinkResult(name: "10gbit", rateBitsPerSecond: 1e10, shaping: "tc ...", skipped: "not root")]
+        r.handlerMode = Self.handlerMode(p50s: [.oneThreadNoBackground: 60, .oneThreadBackground: 33])
         let targets = BenchTargets.judge(r)
         func target(_ id: String) throws -> TargetResult {
             try #require(targets.first { $0.id == id }, "no target \(id) in \(targets.map(\.id))")
@@ -108,13 +109,17 @@ struct BenchTargetTests {
             #expect(t.value == value && t.met == met, "\(id): \(t.value.map { "\($0)" } ?? "nil"), met \(String(describing: t.met))")
             #expect(t.group == UnderLoadTargets.group)
         }
+        let handler = try target("handler-mode-background-p50")
+        #expect(handler.value == 0.55 && handler.figure == true && handler.met == nil && handler.group == UnderLoadTargets.group)
+        #expect(handler.context?.contains("33.0 µs with the stream") == true, "\(handler.context ?? "")")
         let skipped = try target("link-10gbit-p50-vs-floor")
         #expect(skipped.met == nil && skipped.basis.contains("not root"))
         #expect(try target("p50-vs-floor").group == "issue 4")
         // The Markdown shows every target, grouped.
         r.targets = targets
         let md = BenchMarkdown.results(r, image: "x.png")
-        for heading in ["***issue 4***", "***issue 9: under load***", "### Whole migrations under load", "### Real links"] {
+        for heading in ["***issue 4***", "***issue 9: under load***", "### Whole migrations under load", "### Real links",
+                        "### Handler mode (a VMM's memory)", "| `handler-idle` | no demand faults |"] {
             #expect(md.contains(heading), "the Markdown lacks \(heading)")
         }
     }
@@ -122,11 +127,24 @@ struct BenchTargetTests {
     @Test("a run without the figures leaves issue 9's targets unjudged, and says why")
     func notMeasured() throws {
         let targets = UnderLoadTargets.judge(try Self.report())
-        #expect(targets.count == 12)
+        #expect(targets.count == 13)
         for t in targets {
             #expect(t.met == nil && t.value == nil, "\(t.id) judged without figures")
             #expect(t.basis.contains("("), "\(t.id): the basis does not say what is missing: \(t.basis)")
         }
+    }
+
+    @Test("handler mode alone (no baselines) is judged as its figure only; skipped, the figure says why")
+    func handlerModeAlone() throws {
+        var r = try Self.report()
+        r.handlerMode = Self.handlerMode(p50s: [.oneThreadNoBackground: 50, .oneThreadBackground: 40])
+        let targets = BenchTargets.judge(r)
+        #expect(targets.map(\.id) == ["handler-mode-background-p50"] && targets.first?.value == 0.8, "\(targets.map(\.id))")
+        r.handlerMode = HandlerModeResult(imageBytes: 1 << 20, skipped: "no stand-in VMM at /x/stand-in-vmm")
+        let skipped = try #require(BenchTargets.judge(r).first)
+        #expect(skipped.value == nil && skipped.basis.contains("skipped: no stand-in VMM"), "\(skipped.basis)")
+        r.targets = [skipped]
+        #expect(BenchMarkdown.results(r, image: "x.png").contains("Skipped: no stand-in VMM"))
     }
 
     @Test("a hybrid run that timed no fault is judged on the stale and absent scenarios without the stream")
@@ -188,6 +206,19 @@ struct BenchTargetTests {
         return MigrationResult(arenaBytes: size, runSeconds: [seconds], seconds: seconds, megabytesPerSecond: rate, fractionOfLoopback: nil,
                                localInstall: install, fractionOfLocalInstall: fraction, reportedFreeKiB: nil, integrity: [intact],
                                load: [load], busy: false, destinationMemory: [memory(pss: size + (40 << 20))])
+    }
+
+    /// Handler-mode figures of a 256 MiB image, one run each, with these loop-side p50s (p99: 4×); the idle run faults never.
+    static func handlerMode(p50s: [HandlerModeScenario: Double]) -> HandlerModeResult {
+        var h = HandlerModeResult(imageBytes: 256 << 20)
+        h.scenarios = HandlerModeScenario.allCases.map { scenario in
+            let p50 = p50s[scenario]
+            let run = HandlerModeRun(repetition: 1, loopSide: p50.map { summary($0, $0 * 4) }, elapsedSeconds: 0.25,
+                                     demandPages: p50 == nil ? 0 : 2000, backgroundPages: p50 == nil ? 65536 : 63536,
+                                     zeroPagesReceived: 8192, vmmSeconds: 0.3, digestMatch: true, load: load)
+            return HandlerModeScenarioResult(scenario: scenario, imageBytes: 256 << 20, runs: [run])
+        }
+        return h
     }
 
     static func report() throws -> BenchReport {
