@@ -86,13 +86,10 @@ static inline void cuffd_gate_open(uint32_t *gate) {
 }
 
 /// Worker: waits while the gate is closed (spinning up to `spin_nanos` first: the
-/// loop holds it for one read), then holds it BUSY (acquire). Returns 0 when the
-/// gate was open, 1 when it spun, 2 when it slept.
-static inline int cuffd_gate_enter(uint32_t *gate, int64_t spin_nanos) {
-    int waited = 0;
+/// loop holds it for one read), then holds it BUSY (acquire).
+static inline void cuffd_gate_enter(uint32_t *gate, int64_t spin_nanos) {
     uint32_t v = __atomic_load_n(gate, __ATOMIC_RELAXED);
     if (v & CUFFD_GATE_CLOSED) {
-        waited = 1;
         int64_t start = cuffd_gate_now();
         do {
             for (int i = 0; i < 64 && (v & CUFFD_GATE_CLOSED); i++) {
@@ -103,14 +100,13 @@ static inline int cuffd_gate_enter(uint32_t *gate, int64_t spin_nanos) {
     }
     for (;;) {
         if (!(v & CUFFD_GATE_CLOSED)) {
-            if (__atomic_compare_exchange_n(gate, &v, v | CUFFD_GATE_BUSY, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) return waited;
+            if (__atomic_compare_exchange_n(gate, &v, v | CUFFD_GATE_BUSY, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) return;
             continue;  // `v` holds the word's new value
         }
         if (!(v & CUFFD_GATE_WORKER_WAITS)
             && !__atomic_compare_exchange_n(gate, &v, v | CUFFD_GATE_WORKER_WAITS, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
             continue;
         }
-        waited = 2;
         cuffd_gate_sleep(gate, v | CUFFD_GATE_WORKER_WAITS);
         v = __atomic_load_n(gate, __ATOMIC_RELAXED);
     }

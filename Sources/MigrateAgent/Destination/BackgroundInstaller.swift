@@ -85,8 +85,9 @@ final class BackgroundInstaller: @unchecked Sendable {
     /// never signals a closed handle. Taken once per batch, never per page.
     private let wakeClosed = Mutex(false)
     private let yieldsToDemand: Bool
-    /// A VMM's memory: copies pass the gate, and skip pages no longer `.arriving`.
-    private let gate: InstallGate?
+    /// A VMM's memory: copies pass this gate, which the loop closes to read the
+    /// userfaultfd (`FaultService`), and skip pages no longer `.arriving`.
+    let gate: InstallGate?
     private let tracker: PageTracker?
 
     /// `gated`: the gate and the tracker, for memory with removal events (a VMM's).

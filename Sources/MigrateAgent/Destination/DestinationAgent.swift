@@ -109,12 +109,10 @@ public final class DestinationAgent: @unchecked Sendable {
                               flow: flow, busyPoll: busyPoll, progress: configuration.progress)
         // A VMM's memory has removal events: its installs pass a gate the loop closes to read
         // them. Huge pages stay on the loop (a slot holds 64 KiB).
-        let gate = memory.vmm != nil ? InstallGate() : nil
         background = configuration.installThread && space.pageSize <= Tuning.installerSlotBytes
             ? BackgroundInstaller(resolver: memory.resolver, hashes: hashes, yieldsToDemand: configuration.yieldToDemand,
-                                  gated: gate.map { [tracker] in ($0, tracker) }) : nil
+                                  gated: memory.vmm != nil ? (InstallGate(), tracker) : nil) : nil
         faults.background = background
-        faults.gate = background != nil ? gate : nil
         installer = PageInstaller(resolver: memory.resolver, ioArena: memory.arena, tracker: tracker, hashes: hashes, phases: phases, flow: flow,
                                   faults: faults, busyPoll: busyPoll, background: background, loop: loop)
         sessionLimits = .session(pageSize: space.pageSize, pageCount: UInt64(space.pageCount))

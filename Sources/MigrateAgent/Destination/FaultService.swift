@@ -51,9 +51,6 @@ final class FaultService {
     /// Told when requests went out (it yields the CPU to demand work) and when a
     /// fault waits on one of its own installs (it must not yield then).
     var background: BackgroundInstaller?
-    /// A VMM's memory with the installer's thread: closed around each read and the
-    /// removals it brought, so no copy is in flight while an event is read (`InstallGate`).
-    var gate: InstallGate?
     /// In the current drain: a request went out; a fault waits on a page the installer holds.
     private var requestedThisDrain = false
     private var waitsOnInstaller = false
@@ -117,8 +114,10 @@ final class FaultService {
 
     /// Reads a batch of messages and handles its removals first: a fault read in the
     /// same batch may be on a page given back after it faulted, and must then read
-    /// zeros (the messages are not in causal order). Behind the gate when there is one.
+    /// zeros (the messages are not in causal order). Behind the installer's gate when
+    /// it has one (a VMM's memory): no copy is in flight while an event is read.
     @inline(__always) private func readAndRemove() throws(AgentError) -> Int {
+        let gate = background?.gate
         if let gate, !gate.tryClose() {
             // A copy is in flight: wait for it only when there is something to read
             // (most drains between two slices of the stream find nothing).

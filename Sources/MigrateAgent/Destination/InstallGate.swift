@@ -16,8 +16,6 @@ import CUffd
 /// on the installer's worker only. No allocation after init, no lock.
 final class InstallGate: @unchecked Sendable {
     private let word: UnsafeMutablePointer<UInt32>
-    /// Times the loop found a copy in flight and waited for it (loop only).
-    private(set) var loopWaits = 0
 
     init() {
         word = .allocate(capacity: 1)
@@ -31,13 +29,9 @@ final class InstallGate: @unchecked Sendable {
     /// before the loop sleeps on it: the worker may be `SCHED_IDLE` then, behind
     /// every busy thread, and must be raised to finish its copy.
     @inline(__always) func close(stalled: () -> Void = {}) {
-        let spun = cuffd_gate_close_spinning(word, Tuning.gateSpinNanos)
-        guard spun != 0 else { return }
-        loopWaits += 1
-        if spun < 0 {
-            stalled()
-            cuffd_gate_wait_copy(word)
-        }
+        guard cuffd_gate_close_spinning(word, Tuning.gateSpinNanos) < 0 else { return }
+        stalled()
+        cuffd_gate_wait_copy(word)
     }
 
     /// Loop: closes the gate if no copy is in flight; false (and still open) otherwise.
@@ -52,7 +46,7 @@ final class InstallGate: @unchecked Sendable {
 
     /// Worker: waits while the loop holds the gate closed, then holds a copy in flight.
     @inline(__always) func enter() {
-        _ = cuffd_gate_enter(word, Tuning.gateSpinNanos)
+        cuffd_gate_enter(word, Tuning.gateSpinNanos)
     }
 
     /// Worker: the copy is done.
