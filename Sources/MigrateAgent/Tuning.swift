@@ -13,6 +13,10 @@ enum Tuning {
     /// How long after the loop last read a fault the background installer keeps
     /// running as `SCHED_IDLE` (demand work first).
     static let installerYieldNanos: UInt64 = 2_000_000
+    /// Background runs go to the installer thread only while the guest faults
+    /// (the loop read a fault within this long); otherwise the loop installs them
+    /// itself, which on two cores is faster than handing each run across CPUs.
+    static let installerHandOffNanos: UInt64 = 10_000_000
     /// On a VMM's memory (`InstallGate`): pages the installer copies per pass through
     /// the gate (the loop waits at most for one such copy before it reads the
     /// userfaultfd), and how long either side spins for the other before sleeping.

@@ -32,10 +32,13 @@ struct DestinationCommand: ParsableCommand {
         "The loop thread's scheduler slice in microseconds (Linux 6.12+ EEVDF custom slice, 100-100000): a short one "
         + "lets the loop preempt busy threads when a fault or request wakes it. Default: the kernel's."))
     var loopSlice: Int?
-    @Flag(inversion: .prefixedNo, help: ArgumentHelp(
-        "Install background pages on a thread of their own, so that faults do not wait behind them "
-        + "(a VMM's huge pages are always installed on the loop)."))
-    var installThread = true
+    @Option(help: ArgumentHelp(
+        "When background pages are installed on a thread of their own, so that faults do not wait behind them: "
+        + "auto (while the guest faults; with no fault to serve the loop installs them faster itself), always, "
+        + "or never. A VMM's huge pages are always installed on the loop.", valueName: "auto|always|never"))
+    var installThread = InstallThreadUse.whileFaulting
+    @Flag(help: .hidden)  // the earlier spelling of --install-thread never
+    var noInstallThread = false
     @Flag(inversion: .prefixedNo, help: ArgumentHelp(
         "Allocate the whole arena before connecting (minor backend): arriving pages are copied into memory already "
         + "there and mapped with UFFDIO_CONTINUE, which costs a fraction of UFFDIO_COPY while the guest runs here, and "
@@ -91,7 +94,7 @@ struct DestinationCommand: ParsableCommand {
         configuration.keepStaleOnFailure = keepStaleOnFailure
         configuration.busyPollMicros = busyPoll
         configuration.loopSliceMicros = loopSlice
-        configuration.installThread = installThread
+        configuration.installThread = noInstallThread ? .never : installThread
         configuration.preallocate = preallocate
         configuration.yieldToDemand = yieldToDemand
         configuration.progress = { Console.err($0) }

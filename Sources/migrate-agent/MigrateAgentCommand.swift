@@ -68,6 +68,7 @@ func parseSize(_ text: String) throws -> Int {
 
 extension BackendKind: ExpressibleByArgument {}
 extension AccessPattern: ExpressibleByArgument {}
+extension InstallThreadUse: ExpressibleByArgument {}
 
 /// `--protection rwp|minor|missing|auto`.
 struct ProtectionOption: ExpressibleByArgument {

@@ -28,6 +28,8 @@ struct MigrationTests {
         #expect(report.arenaVerified)
         #expect(report.demandPages + report.backgroundPages == report.pageCount)
         #expect(report.demandPages > 0, "the guest should have faulted on some absent page")
+        // The guest faults from the start: the stream's runs go to the installer thread.
+        #expect(report.backgroundPagesOnInstallerThread > 0, "installed off the loop while the guest faulted")
         #expect(report.guest?.mismatches == 0)
         #expect(report.guest?.pagesTouched == report.pageCount)
         let sourceReport = try #require(ReportFormatting.read(SourceReport.self, fromFile: scratch.appendingPathComponent("s.json").path))
@@ -35,8 +37,9 @@ struct MigrationTests {
     }
 
     @Test("the agents' scheduling and memory options still migrate every byte", arguments: [
-        ([], ["--no-install-thread"]), ([], ["--no-yield-to-demand"]), (["--loop-slice", "100"], ["--loop-slice", "100"]),
-        (["--busy-poll-during-stream"], []), ([], ["--no-preallocate"]), ([], ["--no-preallocate", "--no-install-thread"]),
+        ([], ["--install-thread", "never"]), ([], ["--install-thread", "always"]), ([], ["--no-yield-to-demand"]),
+        (["--loop-slice", "100"], ["--loop-slice", "100"]), (["--busy-poll-during-stream"], []), ([], ["--no-preallocate"]),
+        ([], ["--no-preallocate", "--no-install-thread"]),
     ])
     func schedulingOptions(sourceOptions: [String], options: [String]) throws {
         let scratch = AgentHarness.scratchDirectory()
@@ -53,6 +56,8 @@ struct MigrationTests {
         #expect(report.digestMatch && report.arenaVerified && report.guest?.mismatches == 0)
         #expect(report.demandPages + report.backgroundPages == report.pageCount)
         #expect((report.preallocateMillis == nil) == options.contains("--no-preallocate"))
+        if options.contains("--no-install-thread") || options.contains("never") { #expect(report.backgroundPagesOnInstallerThread == 0) }
+        if options.contains("always") { #expect(report.backgroundPagesOnInstallerThread > 0) }
         // A kernel without custom slices (before 6.12) refuses it: a warning that says so, and the migration goes on.
         if destination.capturedOutput.contains("cannot set the loop's scheduler slice") {
             #expect(destination.capturedOutput.contains("Linux 6.12"), "\(destination.capturedOutput)")
@@ -72,6 +77,8 @@ struct MigrationTests {
         #expect(source.wait(seconds: 30) == 0, "source: \(source.capturedOutput)")
         let report = try #require(ReportFormatting.read(DestinationReport.self, fromFile: reportPath))
         #expect(report.digestMatch && report.backgroundPages == report.pageCount)
+        // No guest faults here: the loop installs the stream itself, the installer thread gets nothing.
+        #expect(report.backgroundPagesOnInstallerThread == 0)
         #expect(report.elapsedSeconds > 1.5, "unpaced, 32 MiB moves in about 0.05 s here: \(report.elapsedSeconds) s")
         #expect(!source.capturedOutput.contains("not paced"), "\(source.capturedOutput)")
     }

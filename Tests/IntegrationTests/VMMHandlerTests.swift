@@ -131,7 +131,8 @@ struct VMMHandlerTests {
         for round in 1...3 {
             let setup = try Setup(imagePages: 8192)
             defer { setup.source.terminate() }
-            let destination = try setup.destination(installThread ? [] : ["--no-install-thread"])
+            // No VMM thread faults here: `auto` would keep every install on the loop.
+            let destination = try setup.destination(["--install-thread", installThread ? "always" : "never"])
             defer { destination.terminate() }
             let vmm = try setup.vmm(["--threads", "0", "--balloon", "\(balloon)", "--balloon-at-resident", "50", "--linger", "60"])
             defer { vmm.terminate() }
@@ -142,6 +143,7 @@ struct VMMHandlerTests {
             #expect(r.removedPages > 0 && r.removedPages < balloon,
                     "round \(round): \(r.removedPages) of the \(balloon) pages given back were not here yet: the removal did not meet the stream")
             #expect(r.digestMatch && r.pagesMissing == 0, "round \(round): every page arrived, the given-back ones counted as sent")
+            #expect((r.backgroundPagesOnInstallerThread > 0) == installThread, "round \(round): through the gate or not at all")
         }
     }
 

@@ -43,4 +43,17 @@ struct BackgroundFlowTests {
         noThrottle.demandSent()
         #expect(noThrottle.budget == Tuning.bulkReadBudget)
     }
+
+    @Test("the installer's room bounds reading only while runs go to it")
+    func installerRoom() throws {
+        let loop = try EventLoop()
+        let flow = BackgroundFlow(loop: loop, throttlesDuringDemand: true)
+        flow.installer(free: 64 * 1024, resumeAt: 512 * 1024)
+        #expect(flow.budget == 64 * 1024)
+        flow.installer(free: 0, resumeAt: 512 * 1024)
+        #expect(flow.isWaitingForInstaller)
+        flow.installerUnused()  // the guest stopped faulting: the loop installs what it reads
+        #expect(!flow.isWaitingForInstaller)
+        #expect(flow.budget == Tuning.bulkReadBudget)
+    }
 }

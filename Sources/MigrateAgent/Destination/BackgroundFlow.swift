@@ -25,7 +25,7 @@ final class BackgroundFlow {
     /// Bytes the background installer can take now (nil: there is none).
     private var installerRoom: Int?
     /// Reading waits for the installer to have room.
-    private var waitingForInstaller = false
+    private(set) var isWaitingForInstaller = false
     /// When the loop last sent requests for pages the stream was not bringing
     /// (0: a fault waited on a page the stream itself brings).
     private var lastDemandNanos: UInt64 = 0
@@ -46,7 +46,7 @@ final class BackgroundFlow {
 
     private func apply() {
         bulk?.readBudget = budget
-        bulk?.isPaused = waitingForInstaller
+        bulk?.isPaused = isWaitingForInstaller
     }
 
     /// The background installer has `free` bytes of room: reading stops when none is
@@ -55,7 +55,16 @@ final class BackgroundFlow {
     func installer(free: Int, resumeAt: Int) {
         loop.assertOnLoop()
         installerRoom = free
-        if free == 0 { waitingForInstaller = true } else if free >= resumeAt { waitingForInstaller = false }
+        if free == 0 { isWaitingForInstaller = true } else if free >= resumeAt { isWaitingForInstaller = false }
+        apply()
+    }
+
+    /// The loop installs what it reads itself: the installer's room no longer bounds reading.
+    func installerUnused() {
+        loop.assertOnLoop()
+        guard installerRoom != nil || isWaitingForInstaller else { return }
+        installerRoom = nil
+        isWaitingForInstaller = false
         apply()
     }
 

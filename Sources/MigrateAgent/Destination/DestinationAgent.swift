@@ -109,12 +109,13 @@ public final class DestinationAgent: @unchecked Sendable {
                               flow: flow, busyPoll: busyPoll, progress: configuration.progress)
         // A VMM's memory has removal events: its installs pass a gate the loop closes to read
         // them. Huge pages stay on the loop (a slot holds 64 KiB).
-        background = configuration.installThread && space.pageSize <= Tuning.installerSlotBytes
+        background = configuration.installThread != .never && space.pageSize <= Tuning.installerSlotBytes
             ? BackgroundInstaller(resolver: memory.resolver, hashes: hashes, yieldsToDemand: configuration.yieldToDemand,
                                   gated: memory.vmm != nil ? (InstallGate(), tracker) : nil) : nil
         faults.background = background
         installer = PageInstaller(resolver: memory.resolver, ioArena: memory.arena, tracker: tracker, hashes: hashes, phases: phases, flow: flow,
-                                  faults: faults, busyPoll: busyPoll, background: background, loop: loop)
+                                  faults: faults, busyPoll: busyPoll, background: background,
+                                  handsOffAlways: configuration.installThread == .always, loop: loop)
         sessionLimits = .session(pageSize: space.pageSize, pageCount: UInt64(space.pageCount))
         report = DestinationReport(backend: memory.kind, arenaBytes: memory.bytes, pageSize: space.pageSize)
         report.preallocateMillis = memory.preallocateMillis
@@ -641,6 +642,7 @@ public final class DestinationAgent: @unchecked Sendable {
         let i = installer.counts
         report.demandPages = i.demand
         report.backgroundPages = i.background
+        report.backgroundPagesOnInstallerThread = i.onInstallerThread
         report.duplicatePages = i.duplicates
         report.eexistRaces = i.eexistRaces
         report.refreshedPages = i.refreshed

@@ -35,9 +35,8 @@ public struct DestinationConfiguration: Sendable {
     public var loopSliceMicros: Int?
     /// Read the background stream in small slices while demand requests are outstanding.
     public var throttleBackgroundDuringDemand = true
-    /// Install background pages on a thread of their own (`BackgroundInstaller`);
-    /// our own arena only.
-    public var installThread = true
+    /// When background pages are installed on a thread of their own (`BackgroundInstaller`).
+    public var installThread = InstallThreadUse.whileFaulting
     /// Allocate the whole arena before connecting (minor backend): pages that
     /// arrive are then copied into memory already there and mapped with
     /// `UFFDIO_CONTINUE`, and a machine short of memory fails before the migration.
@@ -51,4 +50,16 @@ public struct DestinationConfiguration: Sendable {
     public var guestDeadlineSeconds = 120.0
     public var progress: @Sendable (String) -> Void = { _ in }
     public init() {}
+}
+
+/// When the destination installs background pages on a thread of its own.
+public enum InstallThreadUse: String, CaseIterable, Sendable {
+    /// While the guest faults (a fault read within `Tuning.installerHandOffNanos`), so
+    /// that faults do not wait behind installs; otherwise on the loop, which is faster
+    /// with no fault to serve (no hand-off to another CPU).
+    case whileFaulting = "auto"
+    /// Every background run that finds room in the thread's ring.
+    case always
+    /// None: the loop installs everything.
+    case never
 }

@@ -59,6 +59,8 @@ final class FaultService {
     /// follows: throttling the stream would slow that guest down).
     private var followsStream = false
     private var lastRequested: Int?
+    /// When the loop last read a page fault (monotonic nanoseconds; 0: never).
+    private(set) var lastFaultNanos: UInt64 = 0
     /// True from switch-over until the migration ends: faults are served only then.
     var serving = false
     private(set) var counts = Counts()
@@ -92,6 +94,7 @@ final class FaultService {
                 let message = messages + i
                 guard cuffd_msg_event(message) == CUFFD_EVENT_PAGEFAULT else { continue }
                 counts.messages += 1
+                lastFaultNanos = now
                 guard let page = space.pageIndex(ofGuestAddress: cuffd_msg_fault_address(message)) else { continue }
                 try serve(page, resolver.classify(flags: cuffd_msg_fault_flags(message)), now: now)
             }

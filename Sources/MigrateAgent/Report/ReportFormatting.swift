@@ -79,7 +79,7 @@ public enum ReportFormatting {
             "  arena              \(ByteSize(bytes: r.arenaBytes)) (\(r.pageCount) pages of \(r.pageSize) bytes)"
                 + (r.preallocateMillis.map { String(format: ", allocated in %.0f ms before connecting", $0) } ?? ""),
             "  pages on demand    \(r.demandPages)",
-            "  pages in background \(r.backgroundPages)",
+            "  pages in background \(r.backgroundPages) (\(r.backgroundPagesOnInstallerThread) installed on the installer thread)",
             "  zero pages         \(r.zeroPagesReceived) arrived as all-zero runs (no bytes sent)",
             "  faults             \(r.missingFaults) missing, \(r.staleFaults) stale; \(r.unchangedPages) stale pages unchanged, \(r.refreshedPages) refreshed",
             "  fault latency      \(r.guest == nil && r.faultLatencyMicros == nil ? "measured by the guest; none ran here (loop-side below)" : micros(r.faultLatencyMicros))",

@@ -13,6 +13,8 @@ public struct DestinationReport: Codable, Sendable {
     public var resumes = 0
     public var demandPages = 0
     public var backgroundPages = 0
+    /// Of `backgroundPages`, those the installer thread installed (the rest, the loop).
+    public var backgroundPagesOnInstallerThread = 0
     /// Pages that arrived again after they were installed (demand/background race).
     public var duplicatePages = 0
     /// Pages sent as demand answers that were never requested: installed all the same
