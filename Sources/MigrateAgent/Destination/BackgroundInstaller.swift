@@ -27,7 +27,7 @@ import Synchronization
 /// normal-priority worker left a woken loop waiting about 100 µs for a CPU; the
 /// price is a slower stream while a guest keeps every core busy.
 ///
-/// On preallocated memory (`MinorBackend.preallocated`) a run has a place of its
+/// On preallocated memory (`PreallocatedPages`) a run has a place of its
 /// own already: `offer` copies it straight into the io view (no ring), and the
 /// worker hashes it there, before `UFFDIO_CONTINUE` lets the guest write it.
 ///
@@ -65,7 +65,7 @@ final class BackgroundInstaller: @unchecked Sendable {
     /// The ring's bytes, `slotCount` runs (nil: runs are written in place, `inPlace`).
     private let bytes: UnsafeMutableRawPointer?
     /// Preallocated memory: runs go straight to their pages in the io view.
-    private let inPlace: MinorBackend?
+    private let inPlace: (any PreallocatedPages)?
     /// Slots offered (loop writes) and slots done (worker writes); both only grow.
     private let offered = Atomic<Int>(0)
     private let done = Atomic<Int>(0)
@@ -105,7 +105,7 @@ final class BackgroundInstaller: @unchecked Sendable {
         slotPages = max(1, Tuning.installerSlotBytes / pageSize)
         slots = .allocate(capacity: slotCount)
         slots.initialize(repeating: Slot(), count: slotCount)
-        inPlace = (resolver as? MinorBackend).flatMap { $0.preallocated ? $0 : nil }
+        inPlace = resolver.preallocatedPages
         bytes = inPlace == nil ? .allocate(byteCount: slotCount * slotPages * pageSize, alignment: 4096) : nil
     }
 
@@ -117,7 +117,7 @@ final class BackgroundInstaller: @unchecked Sendable {
 
     /// Where slot `index`'s run is: its place in the ring, or its pages in the io view.
     private func runBytes(slot index: Int) -> UnsafeMutableRawPointer {
-        if let inPlace { return inPlace.arena.ioPage(slots[index].first) }
+        if let inPlace { return inPlace.ioPage(slots[index].first) }
         return bytes! + index * slotPages * pageSize
     }
 

@@ -16,7 +16,7 @@ import Glibc
 ///
 /// Threading: loop thread (see `ProtectionBackend`); `installAbsent` also on the
 /// background installer's thread, for the pages it was handed.
-public final class MinorBackend: ProtectionBackend {
+public final class MinorBackend: ProtectionBackend, PreallocatedPages {
     public let kind = BackendKind.minor
     public let uffd: Userfaultfd
     public let arena: Arena
@@ -33,6 +33,10 @@ public final class MinorBackend: ProtectionBackend {
 
     public var absentFaultKind: FaultKind { preallocated ? .protected : .missing }
 
+    public var preallocatedPages: (any PreallocatedPages)? { preallocated ? self : nil }
+
+    public func ioPage(_ page: Int) -> UnsafeMutableRawPointer { arena.ioPage(page) }
+
     public func installAbsent(first: Int, count: Int, from source: UnsafeRawPointer) throws(AgentError) -> InstallOutcome {
         guard preallocated else { return try copyAbsent(first: first, count: count, from: source) }
         arena.ioPage(first).copyMemory(from: source, byteCount: count * arena.pageSize)
@@ -41,7 +45,7 @@ public final class MinorBackend: ProtectionBackend {
 
     /// Preallocated memory: maps absent pages whose bytes were already written
     /// through the io view (the background installer's runs), waking their waiters.
-    func mapWritten(first: Int, count: Int) throws(AgentError) -> InstallOutcome {
+    public func mapWritten(first: Int, count: Int) throws(AgentError) -> InstallOutcome {
         precondition(preallocated, "mapWritten needs preallocated memory: elsewhere an unwritten page is a hole")
         return try mapExisting(first: first, count: count)
     }

@@ -28,12 +28,17 @@ public protocol PageResolver: AnyObject, Sendable {
     /// How a fault on a page that never arrived is reported: `.missing`, or
     /// `.protected` when the memory was allocated before the migration.
     var absentFaultKind: FaultKind { get }
+    /// The memory, when every page was allocated before the migration: runs can be
+    /// written in place and mapped after (nil: pages are installed with their bytes).
+    var preallocatedPages: (any PreallocatedPages)? { get }
 }
 
 extension PageResolver {
     public func finish() { release() }
 
     public var absentFaultKind: FaultKind { .missing }
+
+    public var preallocatedPages: (any PreallocatedPages)? { nil }
 
     /// Installs `count` absent pages starting at `first` with `UFFDIO_COPY`, waking
     /// their waiters, split where the guest's address space is not contiguous. A
