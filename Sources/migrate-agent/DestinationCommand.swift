@@ -36,7 +36,7 @@ struct DestinationCommand: ParsableCommand {
         "When background pages are installed on a thread of their own, so that faults do not wait behind them: "
         + "auto (while the guest faults; with no fault to serve the loop installs them faster itself), always, "
         + "or never. A VMM's huge pages are always installed on the loop.", valueName: "auto|always|never"))
-    var installThread = InstallThreadUse.whileFaulting
+    var installThread: InstallThreadUse?
     @Flag(help: .hidden)  // the earlier spelling of --install-thread never
     var noInstallThread = false
     @Flag(inversion: .prefixedNo, help: ArgumentHelp(
@@ -74,6 +74,9 @@ struct DestinationCommand: ParsableCommand {
         if uffdSocket != nil, arena != nil {
             throw ValidationError("--uffd-socket and --arena exclude each other: the VMM's regions give the size")
         }
+        if noInstallThread, let installThread, installThread != .never {
+            throw ValidationError("--no-install-thread and --install-thread \(installThread.rawValue) exclude each other")
+        }
     }
 
     func run() throws {
@@ -94,7 +97,7 @@ struct DestinationCommand: ParsableCommand {
         configuration.keepStaleOnFailure = keepStaleOnFailure
         configuration.busyPollMicros = busyPoll
         configuration.loopSliceMicros = loopSlice
-        configuration.installThread = noInstallThread ? .never : installThread
+        configuration.installThread = noInstallThread ? .never : installThread ?? .whileFaulting
         configuration.preallocate = preallocate
         configuration.yieldToDemand = yieldToDemand
         configuration.progress = { Console.err($0) }

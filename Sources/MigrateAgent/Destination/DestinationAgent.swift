@@ -115,7 +115,7 @@ public final class DestinationAgent: @unchecked Sendable {
         faults.background = background
         installer = PageInstaller(resolver: memory.resolver, ioArena: memory.arena, tracker: tracker, hashes: hashes, phases: phases, flow: flow,
                                   faults: faults, busyPoll: busyPoll, background: background,
-                                  handsOffAlways: configuration.installThread == .always, loop: loop)
+                                  installThread: configuration.installThread, loop: loop)
         sessionLimits = .session(pageSize: space.pageSize, pageCount: UInt64(space.pageCount))
         report = DestinationReport(backend: memory.kind, arenaBytes: memory.bytes, pageSize: space.pageSize)
         report.preallocateMillis = memory.preallocateMillis

@@ -62,4 +62,15 @@ public enum InstallThreadUse: String, CaseIterable, Sendable {
     case always
     /// None: the loop installs everything.
     case never
+
+    /// Whether a background run read at `now` goes to the installer thread, the
+    /// loop having last read a fault at `lastFault` (0: never). A fault read after
+    /// `now` (by a drain between two slices of the same read) counts as now.
+    func handsOff(now: UInt64, lastFault: UInt64) -> Bool {
+        switch self {
+        case .always: true
+        case .never: false
+        case .whileFaulting: lastFault != 0 && (lastFault >= now || now - lastFault < Tuning.installerHandOffNanos)
+        }
+    }
 }

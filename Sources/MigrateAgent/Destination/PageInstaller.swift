@@ -57,15 +57,15 @@ final class PageInstaller {
     private let busyPoll: BusyPoll
     /// Installs background runs off the loop (nil: everything is installed here).
     private let background: BackgroundInstaller?
-    /// Every run goes to `background` (`--install-thread always`), faulting guest or not.
-    private let handsOffAlways: Bool
+    /// When runs go to `background` (`--install-thread`).
+    private let installThread: InstallThreadUse
     private(set) var counts = Counts()
     /// One page of zeros, for stale pages refreshed by a `zeroPages` run.
     private let zeroPage: UnsafeMutableRawPointer
 
     init(resolver: any PageResolver, ioArena: Arena?, tracker: PageTracker, hashes: ReceivedHashes, phases: FaultPhaseClock,
          flow: BackgroundFlow, faults: FaultService, busyPoll: BusyPoll, background: BackgroundInstaller?,
-         handsOffAlways: Bool = false, loop: EventLoop) {
+         installThread: InstallThreadUse = .whileFaulting, loop: EventLoop) {
         self.loop = loop
         self.space = resolver.space
         self.resolver = resolver
@@ -77,7 +77,7 @@ final class PageInstaller {
         self.faults = faults
         self.busyPoll = busyPoll
         self.background = background
-        self.handsOffAlways = handsOffAlways
+        self.installThread = installThread
         zeroPage = .allocate(byteCount: space.pageSize, alignment: 4096)
         zeroPage.initializeMemory(as: UInt8.self, repeating: 0, count: space.pageSize)
     }
@@ -234,8 +234,7 @@ final class PageInstaller {
     /// Whether background runs go to the installer thread now: the guest faulted
     /// lately, so the loop keeps itself free for its faults.
     @inline(__always) private func handsOff(at now: UInt64) -> Bool {
-        let last = faults.lastFaultNanos
-        return handsOffAlways || (last != 0 && now &- last < Tuning.installerHandOffNanos)
+        installThread.handsOff(now: now, lastFault: faults.lastFaultNanos)
     }
 
     /// Tells `flow` how much the background installer can take: nothing bounds the
