@@ -28,6 +28,8 @@ public struct BenchConfiguration: Sendable {
     public var loopSliceMicros: Int?
     /// The destinations' `--yield-to-demand` (true) or `--no-yield-to-demand` (false); nil: their default.
     public var yieldToDemand: Bool?
+    /// The destinations' `--install-thread`; nil: their default (auto).
+    public var installThread: InstallThreadUse?
     /// Real links (issue 9): the agents in network namespaces joined by a veth pair
     /// shaped to each rate in turn; empty for none.
     public var links: [LinkRate] = []

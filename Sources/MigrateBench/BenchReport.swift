@@ -49,6 +49,8 @@ public struct BenchSettings: Codable, Sendable {
     public var loopSliceMicros: Int? = nil
     /// The destinations' `--[no-]yield-to-demand`; nil: their default.
     public var yieldToDemand: Bool? = nil
+    /// The destinations' `--install-thread` (auto, always, never); nil: their default.
+    public var installThread: String? = nil
     /// `--links`: the link rates asked for (empty: none).
     public var links: [String]? = nil
     public var commandLine: [String]

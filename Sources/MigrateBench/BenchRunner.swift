@@ -33,6 +33,7 @@ public final class BenchRunner {
                                     bandwidthBytes: configuration.bandwidthBytes, busyPollMicros: configuration.busyPollMicros,
                                     encrypt: configuration.encrypt, loopSliceMicros: configuration.loopSliceMicros,
                                     yieldToDemand: configuration.yieldToDemand,
+                                    installThread: configuration.installThread?.rawValue,
                                     links: configuration.links.map(\.name),
                                     commandLine: configuration.commandLine),
             backend: .missing)
@@ -236,6 +237,7 @@ public final class BenchRunner {
     /// Options given to the destination of every run: `agentOptions` and the destination's own.
     var destinationAgentOptions: [String] {
         agentOptions + (configuration.yieldToDemand.map { [$0 ? "--yield-to-demand" : "--no-yield-to-demand"] } ?? [])
+            + (configuration.installThread.map { ["--install-thread", $0.rawValue] } ?? [])
     }
 
     /// Options given to both agents of every run.

@@ -60,6 +60,10 @@ struct BenchCommand: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: ArgumentHelp(
         "Passed to every destination as --yield-to-demand or --no-yield-to-demand. Default: the agent's own (yield)."))
     var yieldToDemand: Bool?
+    @Option(help: ArgumentHelp(
+        "Passed to every destination as --install-thread: auto, always or never. Default: the agent's own (auto).",
+        valueName: "auto|always|never"))
+    var installThread: InstallThreadUse?
     @Flag(help: "Both agents of every run encrypt their connections (--encrypt): measures the cost of encryption.")
     var encrypt = false
     @Option(help: "Seconds one agent run may take before it is killed and the benchmark fails.") var runTimeout = 180.0
@@ -109,6 +113,7 @@ struct BenchCommand: ParsableCommand {
         configuration.busyPollMicros = busyPoll
         configuration.encrypt = encrypt
         configuration.yieldToDemand = yieldToDemand
+        configuration.installThread = installThread
         configuration.loopSliceMicros = loopSlice
         switch workingSet {
         case "none": configuration.workingSetBytes = nil
