@@ -46,11 +46,7 @@ struct AgentPair {
         let before = CPUUsage.snapshot()
         let sourceCommand = command(["source", "--listen", "\(link?.sourceAddress ?? "127.0.0.1"):0", "--arena", "\(arenaBytes)",
                                      "--report-json", files.source, "--psk-file", key] + sourceOptions, in: link?.source)
-        let source = try AgentProcess(executable: sourceCommand.0, arguments: sourceCommand.1, stderrPath: "\(base).source.log")
-        guard let address = source.awaitLine(prefix: "listening on ", seconds: 120) else {
-            source.stop(signal: SIGKILL)
-            throw .migrationFailed("\(label): the source did not start listening within 120 s\n\(source.stderrTail(name: "source"))")
-        }
+        let (source, address) = try RunAgents.startSource(sourceCommand, label: label, log: "\(base).source.log")
         let destination: AgentProcess
         do {
             let destinationCommand = command(["destination", "--connect", address, "--arena", "\(arenaBytes)",
@@ -67,21 +63,16 @@ struct AgentPair {
         let sourceExit = source.wait(seconds: destinationExit == nil ? 5 : 30)
         let load = CPUUsage.snapshot().since(before)
 
-        let d = ReportFormatting.read(DestinationReport.self, fromFile: files.destination)
-        let s = ReportFormatting.read(SourceReport.self, fromFile: files.source)
         func failure(_ reason: String) -> AgentError {
             .migrationFailed("\(label): \(reason)\n\(source.stderrTail(name: "source"))\n"
                 + "\(destination.stderrTail(name: "destination"))\n    files: \(base).*")
         }
-        guard let destinationExit else { throw failure("the destination did not finish within \(timeoutSeconds) s (killed)") }
-        guard destinationExit == 0 else { throw failure("the destination \(destination.exitDescription): \(d?.error ?? "no report")") }
-        guard let sourceExit else { throw failure("the source did not exit after the destination finished (killed)") }
-        guard sourceExit == 0 else { throw failure("the source \(source.exitDescription): \(s?.error ?? "no report")") }
-        guard let d else { throw failure("the destination wrote no readable report") }
-        guard let s else { throw failure("the source wrote no readable report") }
+        let (d, s) = try RunAgents.reports(
+            destination: destination, exit: destinationExit, report: ReportFormatting.read(DestinationReport.self, fromFile: files.destination),
+            source: source, exit: sourceExit, report: ReportFormatting.read(SourceReport.self, fromFile: files.source),
+            timeoutSeconds: timeoutSeconds, failure: failure)
         let integrity = RunIntegrity(digestMatch: d.digestMatch, arenaVerified: d.arenaVerified,
                                      guestMismatches: d.guest?.mismatches ?? 0, sourceSawDigestMatch: s.destinationDigestMatch)
-        guard d.succeeded, d.error == nil else { throw failure("the destination reports a failure: \(d.error ?? "?")") }
         guard integrity.guestMismatches == 0 else {
             throw failure("the guest read \(integrity.guestMismatches) wrong pages; first: \(d.guest?.firstMismatch ?? "?")")
         }

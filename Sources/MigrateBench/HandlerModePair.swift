@@ -46,14 +46,10 @@ struct HandlerModePair {
             try? FileManager.default.removeItem(atPath: socket)
         }
         let before = CPUUsage.snapshot()
-        let source = try AgentProcess(executable: executable,
-                                      arguments: ["source", "--listen", "127.0.0.1:0", "--memory-file", image, "--report-json", files.source,
-                                                  "--psk-file", key] + sourceOptions,
-                                      stderrPath: "\(base).source.log")
+        let (source, address) = try RunAgents.startSource(
+            (executable, ["source", "--listen", "127.0.0.1:0", "--memory-file", image, "--report-json", files.source,
+                          "--psk-file", key] + sourceOptions), label: label, log: "\(base).source.log")
         defer { source.stop(signal: SIGKILL) }  // reaps it; nothing to do once it has exited
-        guard let address = source.awaitLine(prefix: "listening on ", seconds: 120) else {
-            throw .migrationFailed("\(label): the source did not start listening within 120 s\n\(source.stderrTail(name: "source"))")
-        }
         // Either child's exit wakes the wait below: a VMM that fails first must not leave us waiting on its handler.
         let exited = DispatchSemaphore(value: 0)
         let destination = try AgentProcess(executable: executable,
@@ -94,21 +90,16 @@ struct HandlerModePair {
         let sourceExit = source.wait(seconds: destinationExit == nil ? 5 : 30)
         let load = CPUUsage.snapshot().since(before)
 
-        let d = ReportFormatting.read(DestinationReport.self, fromFile: files.destination)
-        let s = ReportFormatting.read(SourceReport.self, fromFile: files.source)
         func failure(_ reason: String) -> AgentError { .migrationFailed("\(label): \(reason)\n\(logs(vmm))") }
         let vmmFailure = "the stand-in VMM \(vmm.exitDescription) (1: a page it read differs from the image; 2: its setup "
             + "failed; 3: its deadline passed)"
         if vmmFailedFirst { throw failure(vmmFailure + "; the destination was stopped") }
-        guard let destinationExit else { throw failure("the destination did not finish within \(timeoutSeconds) s (killed)") }
-        guard destinationExit == 0 else { throw failure("the destination \(destination.exitDescription): \(d?.error ?? "no report")") }
+        let (d, s) = try RunAgents.reports(
+            destination: destination, exit: destinationExit, report: ReportFormatting.read(DestinationReport.self, fromFile: files.destination),
+            source: source, exit: sourceExit, report: ReportFormatting.read(SourceReport.self, fromFile: files.source),
+            timeoutSeconds: timeoutSeconds, failure: failure)
         guard let vmmExit else { throw failure("the stand-in VMM did not exit after the destination finished (killed)") }
         guard vmmExit == 0 else { throw failure(vmmFailure) }
-        guard let sourceExit else { throw failure("the source did not exit after the destination finished (killed)") }
-        guard sourceExit == 0 else { throw failure("the source \(source.exitDescription): \(s?.error ?? "no report")") }
-        guard let d else { throw failure("the destination wrote no readable report") }
-        guard let s else { throw failure("the source wrote no readable report") }
-        guard d.succeeded, d.error == nil else { throw failure("the destination reports a failure: \(d.error ?? "?")") }
         guard d.digestMatch, s.destinationDigestMatch else {
             throw failure("image digest mismatch (source \(d.sourceDigest ?? "?"), destination \(d.destinationDigest ?? "?"))")
         }
