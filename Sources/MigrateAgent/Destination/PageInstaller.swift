@@ -11,7 +11,7 @@ import Wire
 /// `collectBackground`. With no fault for `Tuning.installerHandOffNanos` the loop
 /// installs them itself: each hand-off wakes a thread on the other CPU, and with
 /// no fault to serve the loop has nothing better to do (an idle 512 MiB migration
-/// took 0.19-0.22 s handed off, 0.15-0.16 s on the loop).
+/// took 0.19-0.23 s handed off, 0.15-0.18 s on the loop).
 ///
 /// Hot path for demand pages: no locks, no allocation.
 /// Threading: the destination's loop thread only (asserted in debug builds).
