@@ -37,7 +37,7 @@ struct BenchSmokeTests {
 
         let data = try #require(FileManager.default.contents(atPath: json), "no JSON report at \(json)")
         let report = try JSONDecoder().decode(BenchReport.self, from: data)
-        #expect(report.succeeded && report.error == nil)
+        try #require(report.succeeded && report.error == nil, "the run failed: \(report.error ?? "no error given"); stderr:\n\(run.stderr)")
         checkMachine(report.machine)
         try checkBaselines(report)
         try checkScenarios(report, csv: csv)
