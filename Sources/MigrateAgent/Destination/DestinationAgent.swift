@@ -75,6 +75,8 @@ public final class DestinationAgent: @unchecked Sendable {
     /// From a lost connection until the resumed session's bulk connection said what
     /// it holds: the reconnect timeout runs from `droppedNanos`.
     private var recovering = false
+    /// The VMM exited while runs were still with the installer: how, until they are collected.
+    private var vmmExitAwaitingInstaller: String?
     private var droppedNanos: UInt64 = 0
     private var dropReason = ""
     /// The reconnect attempt in flight (0: none), and when the next may start.
@@ -321,7 +323,10 @@ public final class DestinationAgent: @unchecked Sendable {
     private func tick() {
         loop.assertOnLoop()
         let now = EventLoop.nowNanos()
-        if let vmm = memory.vmm, phase != .finished, !vmm.isAlive { return vmmGone(vmm, how: "it exited") }
+        if let vmm = memory.vmm, phase != .finished, !report.vmmExited, !vmm.isAlive {
+            vmmGone(vmm, how: "it exited")  // again each tick while the installer still holds runs
+            guard phase != .finished else { return }
+        }
         if recovering {
             if Double(now - droppedNanos) / 1e9 > configuration.reconnectTimeoutSeconds {
                 return fail("could not resume the session within \(configuration.reconnectTimeoutSeconds) s "
@@ -348,6 +353,10 @@ public final class DestinationAgent: @unchecked Sendable {
     private func backgroundInstalled() {
         guard phase != .finished else { return }
         handle { () throws(AgentError) in try installer.collectBackground() }
+        if let how = vmmExitAwaitingInstaller, let vmm = memory.vmm, (background?.inFlight ?? 0) == 0 {
+            vmmGone(vmm, how: how)
+            guard phase != .finished else { return }
+        }
         installer.reportRoom(to: flow)
         pagesArrived()
     }
@@ -528,11 +537,20 @@ public final class DestinationAgent: @unchecked Sendable {
     /// No live VM is owed pages any more: end, saying so, without failing.
     private func vmmGone(_ vmm: VMMPeer, how: String) {
         guard phase != .finished, !report.vmmExited else { return }
+        // The installer may have put the last pages in place (the VMM read them and
+        // left) before the loop took its runs back: decide once every run is back.
+        // An install that fails now only says the VMM is gone.
+        _ = try? installer.collectBackground()
+        if (background?.inFlight ?? 0) > 0 {
+            vmmExitAwaitingInstaller = how
+            return
+        }
+        vmmExitAwaitingInstaller = nil
         report.vmmExited = true
         if tracker.isComplete {
             // Every page was in place: finish with the source (digest, done) as usual.
             configuration.progress("destination: the VMM (pid \(vmm.pid)) exited after its memory was complete")
-            return
+            return completeIfDone()
         }
         report.warning = "the VMM (pid \(vmm.pid)) exited before its memory was complete (\(how)); "
             + "\(tracker.missingCount) pages were never needed"
