@@ -14,7 +14,8 @@ public enum WireErrorCode: UInt16, Sendable, CaseIterable {
     case internalError = 6
     /// The peer stopped answering.
     case peerTimeout = 7
-    /// The operator cancelled the migration.
+    /// The migration was ended on purpose and will not resume: the operator cancelled
+    /// it, or the VM being restored is gone (a VMM that exited before its memory was complete).
     case cancelled = 8
     /// The peer did not prove the pre-shared key, or the agents disagree on using one.
     case authenticationFailed = 9

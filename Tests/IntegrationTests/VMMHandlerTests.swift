@@ -119,6 +119,9 @@ struct VMMHandlerTests {
         #expect(r.removedRanges >= 1, "the REMOVE event must have been read")
         #expect(r.zeroPages >= 1, "faults on given-back pages are answered with zero pages")
         #expect(r.vmmExited && r.warning?.contains("never needed") == true, "\(String(describing: r.warning))")
+        // Told why, the source ends at once (not after its 30 s reconnect timeout), and not as a success.
+        #expect(setup.source.wait(seconds: 10) == 1, "\(setup.source.capturedOutput)")
+        #expect(setup.source.capturedOutput.contains("exited before its memory was complete"), "\(setup.source.capturedOutput)")
     }
 
     @Test("pages the balloon gives back while the background stream installs them read zeros, on the installer thread or the loop",

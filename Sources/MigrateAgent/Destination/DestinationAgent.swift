@@ -555,6 +555,8 @@ public final class DestinationAgent: @unchecked Sendable {
         report.warning = "the VMM (pid \(vmm.pid)) exited before its memory was complete (\(how)); "
             + "\(tracker.missingCount) pages were never needed"
         configuration.progress("destination: \(report.warning!)")
+        // The source would otherwise wait out its reconnect timeout for a resume that never comes.
+        urgent?.fail(.cancelled, report.warning!)
         teardown(succeeded: true)
     }
 

@@ -593,6 +593,9 @@ public final class SourceAgent: @unchecked Sendable {
             bulkEnded = bulkEnded ?? message
             return
         }
+        // A destination that ended the migration on purpose (its VMM left) will not come
+        // back to resume. Other error frames close one connection (a damaged record): it may.
+        if case .peerError(.cancelled, _) = reason { return abort(message) }
         detach(message)
     }
 
