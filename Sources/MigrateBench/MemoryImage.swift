@@ -2,15 +2,15 @@ import Glibc
 import MigrateAgent
 import SyntheticGuest
 
-/// A memory image for the handler-mode runs, as the tests make theirs: pseudo-random
-/// pages (SplitMix64, seeded: the same bytes every run), every eighth page all zero,
-/// so that the source sends some pages as `zeroPages` frames, as a snapshot's are.
-/// Stateless; called on the benchmark's controlling thread.
-enum MemoryImage {
-    static let pageSize = 4096
+/// A memory image for the handler-mode runs and the tests: pseudo-random pages
+/// (SplitMix64, seeded: the same bytes for the same seed), every eighth page all
+/// zero, so that the source sends some pages as `zeroPages` frames, as a snapshot's are.
+/// Stateless; any thread.
+public enum MemoryImage {
+    public static let pageSize = 4096
 
     /// Writes `bytes` (a positive multiple of the page size) to `path`, created or truncated.
-    static func write(path: String, bytes: Int, seed: UInt64 = 0x6D69_6772_6174_6531) throws(AgentError) {
+    public static func write(path: String, bytes: Int, seed: UInt64 = 0x6D69_6772_6174_6531) throws(AgentError) {
         precondition(bytes > 0 && bytes % pageSize == 0, "an image is whole pages")
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw .system("cannot create the memory image \(path): \(String(cString: strerror(errno)))") }

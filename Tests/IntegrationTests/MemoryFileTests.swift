@@ -1,5 +1,6 @@
 import Foundation
 import MigrateAgent
+import MigrateBench
 import Testing
 import Wire
 
@@ -7,17 +8,11 @@ import Wire
 /// post-copy, to a destination that only receives it (`--no-guest`).
 @Suite("a memory image as the source", .serialized)
 struct MemoryFileTests {
-    /// An image of `pages` pages: pseudo-random bytes, every eighth page all zero.
+    /// An image of `pages` pages, the bench's kind (pseudo-random bytes, every eighth
+    /// page all zero), a new seed each time; returns its bytes.
     static func makeImage(pages: Int, at path: String) throws -> [UInt8] {
-        var rng = SystemRandomNumberGenerator()
-        var bytes = [UInt8](repeating: 0, count: pages * 4096)
-        for page in 0..<pages where page % 8 != 0 {
-            for i in stride(from: page * 4096, to: (page + 1) * 4096, by: 8) {
-                withUnsafeBytes(of: rng.next() as UInt64) { bytes.replaceSubrange(i..<(i + 8), with: $0) }
-            }
-        }
-        #expect(FileManager.default.createFile(atPath: path, contents: Data(bytes)))
-        return bytes
+        try MemoryImage.write(path: path, bytes: pages * MemoryImage.pageSize, seed: UInt64.random(in: 1...UInt64.max))
+        return try #require(FileManager.default.contents(atPath: path).map { [UInt8]($0) }, "cannot read back \(path)")
     }
 
     @Test("the destination receives exactly the image")
