@@ -205,4 +205,11 @@ public struct TargetResult: Codable, Sendable {
     public var context: String?
     /// Where the time goes, from the phase breakdown, when the target is missed.
     public var whereTheTimeGoes: String?
+
+    /// A figure shown beside the targets: no limit, no verdict; its value is set once measured.
+    static func figure(id: String, target: String, basis: String, unit: String) -> TargetResult {
+        var t = TargetResult(id: id, target: target, basis: basis, value: nil, limit: 0, unit: unit)
+        t.figure = true
+        return t
+    }
 }

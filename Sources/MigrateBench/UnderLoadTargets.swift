@@ -230,13 +230,11 @@ public enum UnderLoadTargets {
     /// The production path, a VMM's memory: the loop-side demand p50 with the background stream
     /// against without it, one VMM guest thread. A figure beside the targets, with no limit.
     static func handlerMode(_ r: BenchReport) -> TargetResult {
-        var t = TargetResult(id: "handler-mode-background-p50",
-                             target: "handler mode: loop-side demand p50 with the background stream / without, 1 VMM guest thread",
-                             basis: "\(HandlerModeScenario.oneThreadBackground.rawValue) / "
-                                 + "\(HandlerModeScenario.oneThreadNoBackground.rawValue): the destination's fault read until "
-                                 + "resolved, p50, median of runs",
-                             value: nil, limit: 0, unit: "×")
-        t.figure = true
+        var t = TargetResult.figure(id: "handler-mode-background-p50",
+                                    target: "handler mode: loop-side demand p50 with the background stream / without, 1 VMM guest thread",
+                                    basis: "\(HandlerModeScenario.oneThreadBackground.rawValue) / "
+                                        + "\(HandlerModeScenario.oneThreadNoBackground.rawValue): the destination's fault read until "
+                                        + "resolved, p50, median of runs", unit: "×")
         guard let h = r.handlerMode else {
             t.basis += " (not measured: --handler-mode none)"
             return t

@@ -73,12 +73,10 @@ public enum WorkingSetTargets {
     /// Context figure: the hot-set pages the guest still faulted on, hot-first against address order.
     static func hotSetDemandFaults(_ r: BenchReport) -> TargetResult {
         let hot = runs(r, .hotFirst), plain = runs(r, .addressOrder)
-        var t = TargetResult(id: "hot-set-demand-faults",
-                             target: "\(guest): hot-set pages faulted on demand, hot-first against address order",
-                             basis: "the destination's hotSetDemandFaults (announced hot pages it fetched on demand), median of "
-                                 + "\(hot.count) hot-first runs / median of \(plain.count) address-order runs",
-                             value: nil, limit: 0, unit: "×")
-        t.figure = true
+        var t = TargetResult.figure(id: "hot-set-demand-faults",
+                                    target: "\(guest): hot-set pages faulted on demand, hot-first against address order",
+                                    basis: "the destination's hotSetDemandFaults (announced hot pages it fetched on demand), median of "
+                                        + "\(hot.count) hot-first runs / median of \(plain.count) address-order runs", unit: "×")
         guard let a = median(hot.map(\.hotSetDemandFaults)), let b = median(plain.map(\.hotSetDemandFaults)) else { return t }
         if b > 0 { t.value = (Double(a) / Double(b)).rounded(toPlaces: 3) }
         t.context = "hot-set pages on demand: hot-first \(list(hot.map(\.hotSetDemandFaults))) (median \(a)) against address "
@@ -122,13 +120,11 @@ public enum WorkingSetTargets {
     static func trackerCost(_ r: BenchReport) -> TargetResult {
         let tracked = runs(r, .trackedUnthrottled), untracked = runs(r, .untrackedUnthrottled)
         let method = r.workingSet?.method ?? "the tracker"
-        var t = TargetResult(id: "tracker-cost",
-                             target: "the tracker's cost to the running guest on the source: its throughput tracked against untracked",
-                             basis: "source guest's accesses per second during a warm-up tracked with \(method) / the same warm-up "
-                                 + "with --access-tracking off (same guest, unthrottled, as long as the tracked one took), medians of "
-                                 + "\(tracked.count) and \(untracked.count) runs",
-                             value: nil, limit: 0, unit: "×")
-        t.figure = true
+        var t = TargetResult.figure(id: "tracker-cost",
+                                    target: "the tracker's cost to the running guest on the source: its throughput tracked against untracked",
+                                    basis: "source guest's accesses per second during a warm-up tracked with \(method) / the same warm-up "
+                                        + "with --access-tracking off (same guest, unthrottled, as long as the tracked one took), medians of "
+                                        + "\(tracked.count) and \(untracked.count) runs", unit: "×")
         let a = tracked.compactMap { $0.workingSet?.guestAccessesPerSecond }
         let b = untracked.compactMap { $0.workingSet?.guestAccessesPerSecond }
         guard let ma = median(a), let mb = median(b), mb > 0 else {
@@ -170,11 +166,9 @@ public enum WorkingSetTargets {
         return [("recall", "share of the pages the guest touched in an interval that the tracker reported", \WorkingSetReport.recall),
                 ("precision", "share of the pages the tracker reported that the guest touched", \WorkingSetReport.precision)]
             .map { name, what, key in
-                var t = TargetResult(id: "working-set-\(name)", target: "working-set estimate against the truth: \(name)",
-                                     basis: "\(what) (\(method), every interval of the warm-up), median of the "
-                                         + "\(ordered.count) hot-first and address-order runs",
-                                     value: nil, limit: 0, unit: "")
-                t.figure = true
+                var t = TargetResult.figure(id: "working-set-\(name)", target: "working-set estimate against the truth: \(name)",
+                                            basis: "\(what) (\(method), every interval of the warm-up), median of the "
+                                                + "\(ordered.count) hot-first and address-order runs", unit: "")
                 let values = ordered.compactMap { $0.workingSet?[keyPath: key] }
                 guard let m = median(values) else {
                     if !ordered.isEmpty { t.basis += " (the guest did not report what it touched)" }
