@@ -353,8 +353,8 @@ public final class DestinationAgent: @unchecked Sendable {
     private func backgroundInstalled() {
         guard phase != .finished else { return }
         handle { () throws(AgentError) in try installer.collectBackground() }
-        if let how = vmmExitAwaitingInstaller, let vmm = memory.vmm, (background?.inFlight ?? 0) == 0 {
-            vmmGone(vmm, how: how)
+        if let how = vmmExitAwaitingInstaller, let vmm = memory.vmm {
+            vmmGone(vmm, how: how)  // decides now if every run is back, else waits on
             guard phase != .finished else { return }
         }
         installer.reportRoom(to: flow)

@@ -129,11 +129,11 @@ public final class Userfaultfd: @unchecked Sendable {
         guard rc == 0 else { throw UffdError("UFFDIO_WRITEPROTECT", code: -rc) }
     }
 
-    /// Reads pending fault messages into `buffer` in one read(2); returns how many (0 when none).
     /// Whether a message waits to be read (`poll` with no timeout; an error says yes,
     /// so that the read that follows reports it).
     public var hasMessages: Bool { cuffd_has_msgs(fd) != 0 }
 
+    /// Reads pending fault messages into `buffer` in one read(2); returns how many (0 when none).
     public func readMessages(into buffer: UnsafeMutablePointer<uffd_msg>, capacity: Int) throws(UffdError) -> Int {
         let n = cuffd_read_msgs(fd, buffer, Int32(capacity))
         guard n >= 0 else { throw UffdError("read(userfaultfd)", code: -n) }
