@@ -19,6 +19,11 @@ public final class EventLoop: @unchecked Sendable {
 
     let raw: UnsafeMutablePointer<uv_loop_t>
     private let wakeup: UnsafeMutablePointer<uv_async_t>
+    /// Counts the loop's iterations (`turn`); unreferenced, so it never keeps the loop alive.
+    private let turns: UnsafeMutablePointer<uv_prepare_t>
+    /// The loop's iteration, advanced just before it polls for I/O: per-turn
+    /// budgets (a connection's reads) start again when it changes. Loop thread.
+    public private(set) var turn: UInt64 = 0
     private let inbox = Mutex(Inbox())
     /// Set by `run` before the loop starts, read only on that thread afterwards.
     private var loopThread: pthread_t?
@@ -31,16 +36,24 @@ public final class EventLoop: @unchecked Sendable {
         let rc = uv_loop_init(raw)
         guard rc == 0 else { raw.deallocate(); throw .system("uv_loop_init: \(uvError(rc))") }
         wakeup = .allocate(capacity: 1)
+        turns = .allocate(capacity: 1)
         uv_async_init(raw, wakeup) { handle in
             EventLoop.owner(of: handle!).drainInbox()
         }
         wakeup.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        uv_prepare_init(raw, turns)
+        turns.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        uv_prepare_start(turns) { handle in
+            Unmanaged<EventLoop>.fromOpaque(handle!.pointee.data).takeUnretainedValue().turn &+= 1
+        }
+        uv_unref(UnsafeMutableRawPointer(turns).assumingMemoryBound(to: uv_handle_t.self))
     }
 
     deinit {
         uv_loop_close(raw)
         raw.deallocate()
         wakeup.deallocate()
+        turns.deallocate()
     }
 
     private static func owner(of handle: UnsafeMutablePointer<uv_async_t>) -> EventLoop {
@@ -87,6 +100,7 @@ public final class EventLoop: @unchecked Sendable {
         inbox.withLock { inbox in
             guard inbox.accepting else { return }
             inbox.accepting = false
+            closeHandle(turns, nil)
             closeHandle(wakeup, nil)
         }
     }

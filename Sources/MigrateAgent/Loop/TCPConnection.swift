@@ -66,7 +66,11 @@ public final class TCPConnection {
     /// Bytes this connection may decode per loop iteration (nil: no limit).
     /// libuv reads a readable stream up to 32 times per wake-up, so a bulk
     /// stream would hold the loop for tens of megabytes while a demand fault
-    /// waits; past the budget, reading pauses until the next iteration.
+    /// waits; past the budget, reading waits for the next iteration. It waits
+    /// with the socket still armed: the read offers no room, libuv reports
+    /// `UV_ENOBUFS`, and the level-triggered poll finds the socket readable on
+    /// the next turn. Stopping and restarting the read cost two `epoll_ctl`
+    /// calls per turn, about one per demand fault while the guest faults.
     public var readBudget: Int?
     /// While true nothing more is read (frames already received are still handed
     /// out): the receiver cannot take more now. Reading resumes when it is cleared.
@@ -77,7 +81,8 @@ public final class TCPConnection {
         }
     }
     private var readThisTurn = 0
-    private var resume: NextTurn?
+    /// The loop turn `readThisTurn` counts.
+    private var budgetTurn: UInt64 = 0
 
     private var receive: ReceiveBuffer
     private let writer = FrameWriter()
@@ -172,7 +177,7 @@ public final class TCPConnection {
         let rc = uv_read_start(stream, { h, _, buf in
             let connection = TCPConnection.from(h!.pointee.data)
             let tail = connection.receive.freeTail()
-            let size = min(tail.count, connection.readBudget ?? tail.count)
+            let size = connection.readSize(room: tail.count)
             buf!.pointee = uv_buf_init(tail.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(size))
         }, { s, nread, _ in
             TCPConnection.from(s!.pointee.data).didRead(nread)
@@ -180,7 +185,18 @@ public final class TCPConnection {
         if rc != 0 { close(.socket("uv_read_start: \(uvError(rc))")) }
     }
 
+    /// What the next read may take: the room left, within this turn's budget.
+    private func readSize(room: Int) -> Int {
+        guard let readBudget else { return room }
+        if budgetTurn != loop.turn {
+            budgetTurn = loop.turn
+            readThisTurn = 0
+        }
+        return min(room, max(0, readBudget - readThisTurn))
+    }
+
     private func didRead(_ nread: Int) {
+        if nread == Int(UV_ENOBUFS.rawValue) { return }  // this turn's budget is spent (`readSize`)
         if nread < 0 {
             close(nread == Int(UV_EOF.rawValue) ? .endOfStream : .socket(uvError(Int32(nread))))
             return
@@ -191,7 +207,6 @@ public final class TCPConnection {
         lastReceiveNanos = EventLoop.nowNanos()
         defer { flush() }  // answers queued by the frame handlers go out in one write
         readThisTurn += nread
-        if let readBudget, readThisTurn >= readBudget { pauseUntilNextTurn() }
         while !closed {
             let frame: ParsedFrame?
             do {
@@ -238,17 +253,6 @@ public final class TCPConnection {
     private func stopReading() {
         uv_read_stop(stream)
         reading = false
-    }
-
-    private func pauseUntilNextTurn() {
-        stopReading()
-        if resume == nil {
-            resume = NextTurn(loop: loop) { [unowned self] in
-                readThisTurn = 0
-                startReading()
-            }
-        }
-        resume!.schedule()
     }
 
     private static func decodeError(_ frame: ParsedFrame) -> (WireErrorCode, String) {
@@ -328,8 +332,6 @@ public final class TCPConnection {
         guard !closed else { return }
         closed = true
         if reading { uv_read_stop(stream) }
-        resume?.close()
-        resume = nil
         let callback = onClose
         onClose = { _ in }
         onFrame = { _ in }
