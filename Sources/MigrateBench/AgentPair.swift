@@ -20,6 +20,12 @@ struct AgentPair {
         var histogram: Histogram<UInt64>
         var integrity: RunIntegrity
         var load: OtherLoad
+
+        /// CPU-seconds both agents used during the migration, when both measured it.
+        var agentCPUSeconds: Double? {
+            guard let d = destination.cpuDuringMigration, let s = source.cpuDuringMigration else { return nil }
+            return (d.totalSeconds + s.totalSeconds).rounded(toPlaces: 3)
+        }
     }
 
     let executable: String

@@ -98,6 +98,8 @@ public struct ScenarioRun: Codable, Sendable {
     public var downtimeMillis: Double? = nil
     /// The destination's memory once every page was present.
     public var destinationMemory: ProcessMemory? = nil
+    /// CPU-seconds both agents used during the migration (the destination's guest threads included).
+    public var agentCPUSeconds: Double? = nil
 }
 
 /// One agent scenario over all its repetitions.
@@ -147,6 +149,8 @@ public struct MigrationResult: Codable, Sendable {
     /// How long the destination took to allocate its arena before it connected
     /// (`--preallocate`), per run; not part of `runSeconds`. nil: not preallocated.
     public var preallocateMillis: [Double]? = nil
+    /// CPU-seconds both agents used during each run's migration.
+    public var agentCPUSeconds: [Double]? = nil
 }
 
 extension MigrationResult {

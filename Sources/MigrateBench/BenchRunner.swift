@@ -265,6 +265,7 @@ public final class BenchRunner {
         var reported: [Int] = []
         var memory: [ProcessMemory] = []
         var preallocate: [Double] = []
+        var cpu: [Double] = []
         let prefix = link.map { "link-\($0.rate.name)-" } ?? ""
         for repetition in 1...max(1, configuration.repetitions) {
             let reportedBefore = MachineInfo.reportedFreeKiB()
@@ -281,6 +282,7 @@ public final class BenchRunner {
             load.append(outcome.load)
             if let m = outcome.destination.memory { memory.append(m) }
             if let millis = outcome.destination.preallocateMillis { preallocate.append(millis) }
+            if let seconds = outcome.agentCPUSeconds { cpu.append(seconds) }
             configuration.progress("bench: \(link.map { "link \($0.rate.name): " } ?? "")idle migration of \(ByteSize(bytes: size)) "
                 + "run \(repetition)/\(configuration.repetitions): "
                 + String(format: "%.3f s, %.0f MB/s", outcome.destination.elapsedSeconds,
@@ -298,7 +300,8 @@ public final class BenchRunner {
                                reportedFreeKiB: reported.count == seconds.count ? reported : nil,
                                integrity: integrity, load: load, busy: load.contains { $0.isBusy },
                                destinationMemory: memory.count == seconds.count ? memory : nil,
-                               preallocateMillis: preallocate.count == seconds.count ? preallocate : nil)
+                               preallocateMillis: preallocate.count == seconds.count ? preallocate : nil,
+                               agentCPUSeconds: cpu.count == seconds.count ? cpu : nil)
     }
 
     // MARK: Baselines
@@ -362,7 +365,7 @@ extension ScenarioRun {
                   unchangedPages: d.unchangedPages, phases: d.phases, integrity: o.integrity, load: o.load,
                   downtimeMillis: o.source.precopyRounds.isEmpty ? nil
                       : (o.source.pauseToSwitchoverMillis + d.switchoverApplyMillis).rounded(toPlaces: 3),
-                  destinationMemory: d.memory)
+                  destinationMemory: d.memory, agentCPUSeconds: o.agentCPUSeconds)
     }
 }
 

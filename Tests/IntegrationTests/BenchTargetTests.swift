@@ -82,11 +82,12 @@ struct BenchTargetTests {
             try Self.scenario("random-4t-nobg", p50: 50, p99: 100),
             try Self.scenario("random-4t-bg", p50: 70, p99: 400),
             try Self.scenario("random-4t-bg@512MiB", p50: 50, p99: 400, seconds: 0.6,
-                              memory: Self.memory(pss: 512 * mib + 8 * mib)),
+                              memory: Self.memory(pss: 512 * mib + 8 * mib), cpu: 1.08),
             try Self.scenario("sequential-1t-bg@512MiB", p50: 40, p99: 400, seconds: 0.56),
             try Self.scenario("random-4t-bg-hybrid@512MiB", p50: 60, p99: 900, seconds: 0.9, downtime: [25, 40, 20]),
         ]
-        r.migrations = [Self.migration(size: 512 * mib, seconds: 0.5, ofLocalInstall: 0.9),
+        r.machine.cores = 2
+        r.migrations = [Self.migration(size: 512 * mib, seconds: 0.5, ofLocalInstall: 0.9, cpu: 0.95),
                         Self.migration(size: 1024 * mib, seconds: 1, ofLocalInstall: 0.5)]
         var link = LinkResult(name: "1gbit", rateBitsPerSecond: 1e9, shaping: "tc ...")
         link.floor = FaultFloor(placement: .sameCPU, uffd: Self.summary(10, 20), rtt: Self.summary(30, 40))
@@ -109,6 +110,11 @@ struct BenchTargetTests {
             #expect(t.value == value && t.met == met, "\(id): \(t.value.map { "\($0)" } ?? "nil"), met \(String(describing: t.met))")
             #expect(t.group == UnderLoadTargets.group)
         }
+        // How much of the machine both migrations took, from the agents' own CPU time.
+        let busy = try target("busy-random-migration").context ?? ""
+        #expect(busy.contains("used 1.08 CPU-s during the busy migration, 90% of the 2 cores over its time, against 0.95 CPU-s (95%) idle"),
+                "\(busy)")
+        #expect(try target("busy-sequential-migration").context?.contains("CPU-s") == false, "a run without CPU figures names none")
         let handler = try target("handler-mode-background-p50")
         #expect(handler.value == 0.55 && handler.figure == true && handler.met == nil && handler.group == UnderLoadTargets.group)
         #expect(handler.context?.contains("33.0 µs with the stream") == true, "\(handler.context ?? "")")
@@ -186,26 +192,27 @@ struct BenchTargetTests {
     }
 
     static func scenario(_ name: String, p50: Double, p99: Double, seconds: Double = 1, downtime: [Double]? = nil,
-                         memory: ProcessMemory? = nil) throws -> ScenarioResult {
+                         memory: ProcessMemory? = nil, cpu: Double? = nil) throws -> ScenarioResult {
         let s = try BenchScenario(parsing: name, defaultBackend: .minor)
         let runs = (downtime ?? [0]).map { d in
             ScenarioRun(latency: summary(p50, p99), touchSeconds: seconds, elapsedSeconds: seconds, demandPages: 10, backgroundPages: 0,
                         missingFaults: 0, staleFaults: 0, sharedFaults: 0, lateFaults: 0, duplicatePages: 0, eexistRaces: 0,
                         precopyPages: 0, staleAtSwitchover: 0, refreshedPages: 0, unchangedPages: 0, phases: nil, integrity: intact,
-                        load: load, downtimeMillis: downtime == nil ? nil : d, destinationMemory: memory)
+                        load: load, downtimeMillis: downtime == nil ? nil : d, destinationMemory: memory, agentCPUSeconds: cpu)
         }
         return ScenarioResult(name: s.name, scenario: s, arenaBytes: s.arenaBytes ?? 256 << 20, runs: runs, latency: summary(p50, p99),
                               faultsMeasured: 1000, faultsPerSecond: 1000, touchSeconds: seconds, p50OverFloor: nil, p99OverFloor: nil,
                               phases: nil, busy: false, migrationSeconds: seconds)
     }
 
-    static func migration(size: Int, seconds: Double, ofLocalInstall fraction: Double) -> MigrationResult {
+    static func migration(size: Int, seconds: Double, ofLocalInstall fraction: Double, cpu: Double? = nil) -> MigrationResult {
         let rate = Double(size) / seconds / 1e6
         let install = LocalInstallRate(bytes: size, bytesPerCopy: 256 << 10, backend: .minor, registration: "MISSING | MINOR",
                                        passes: [], bestMegabytesPerSecond: rate / fraction, bestMicrosPerPage: 1, hashMicrosPerPage: 0.4)
         return MigrationResult(arenaBytes: size, runSeconds: [seconds], seconds: seconds, megabytesPerSecond: rate, fractionOfLoopback: nil,
                                localInstall: install, fractionOfLocalInstall: fraction, reportedFreeKiB: nil, integrity: [intact],
-                               load: [load], busy: false, destinationMemory: [memory(pss: size + (40 << 20))])
+                               load: [load], busy: false, destinationMemory: [memory(pss: size + (40 << 20))],
+                               agentCPUSeconds: cpu.map { [$0] })
     }
 
     /// Handler-mode figures of a 256 MiB image, one run each, with these loop-side p50s (p99: 4×); the idle run faults never.

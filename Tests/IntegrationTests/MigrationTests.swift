@@ -34,6 +34,12 @@ struct MigrationTests {
         #expect(report.guest?.pagesTouched == report.pageCount)
         let sourceReport = try #require(ReportFormatting.read(SourceReport.self, fromFile: scratch.appendingPathComponent("s.json").path))
         #expect(sourceReport.destinationDigestMatch)
+        // Both agents say how much CPU the migration took; 4 faulting guest threads and the
+        // loop kept this process busy, so it used CPU, and no more than every core all along.
+        let cpu = try #require(report.cpuDuringMigration)
+        #expect(cpu.totalSeconds > 0 && cpu.totalSeconds <= Double(ProcessInfo.processInfo.activeProcessorCount) * report.elapsedSeconds + 0.05,
+                "\(cpu) over \(report.elapsedSeconds) s")
+        #expect((sourceReport.cpuDuringMigration?.totalSeconds ?? 0) > 0)
     }
 
     @Test("the agents' scheduling and memory options still migrate every byte", arguments: [

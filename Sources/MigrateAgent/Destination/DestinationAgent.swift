@@ -70,6 +70,7 @@ public final class DestinationAgent: @unchecked Sendable {
     /// The digest of the arena as received, once every page is here (a pass over every page: computed once).
     private var receivedDigest: UInt128?
     private var startNanos: UInt64 = 0
+    private var startCPU = ProcessCPU(userSeconds: 0, systemSeconds: 0)
     private var lastProgressNanos: UInt64 = 0
     private var lastMetricsNanos: UInt64 = 0
     /// From a lost connection until the resumed session's bulk connection said what
@@ -130,6 +131,7 @@ public final class DestinationAgent: @unchecked Sendable {
     public func run() throws(AgentError) -> DestinationReport {
         configuration.progress("destination: backend \(memory.kind.rawValue), arena \(ByteSize(bytes: memory.bytes)); connecting to \(configuration.source)")
         startNanos = EventLoop.nowNanos()
+        startCPU = ProcessCPU.current()
         loop.execute { [self] in
             timer = LoopTimer(loop: loop, everyMillis: Tuning.destinationTickMillis) { [unowned self] in tick() }
             connectUrgent()
@@ -379,6 +381,7 @@ public final class DestinationAgent: @unchecked Sendable {
         report.sourceDigest = hex(sourceDigest)
         report.destinationDigest = hex(digest)
         report.elapsedSeconds = Double(EventLoop.nowNanos() - startNanos) / 1e9
+        report.cpuDuringMigration = ProcessCPU.current().since(startCPU)
         if !report.digestMatch {
             report.error = "digest mismatch: source \(hex(sourceDigest)), destination \(hex(digest))"
         }

@@ -71,6 +71,12 @@ public enum ReportFormatting {
         return String(format: "p50 %.1f µs, p99 %.1f µs, max %.1f µs (%llu faults)", s.p50, s.p99, s.max, s.count)
     }
 
+    /// ", CPU 0.41 s user + 0.22 s system", or "" when not measured.
+    static func cpu(_ c: ProcessCPU?) -> String {
+        guard let c else { return "" }
+        return String(format: ", CPU %.2f s user + %.2f s system", c.userSeconds, c.systemSeconds)
+    }
+
     public static func text(_ r: DestinationReport) -> String {
         var lines = [
             "destination: \(r.succeeded ? "migration complete" : "migration FAILED")",
@@ -83,7 +89,7 @@ public enum ReportFormatting {
             "  zero pages         \(r.zeroPagesReceived) arrived as all-zero runs (no bytes sent)",
             "  faults             \(r.missingFaults) missing, \(r.staleFaults) stale; \(r.unchangedPages) stale pages unchanged, \(r.refreshedPages) refreshed",
             "  fault latency      \(r.guest == nil && r.faultLatencyMicros == nil ? "measured by the guest; none ran here (loop-side below)" : micros(r.faultLatencyMicros))",
-            "  elapsed            \(String(format: "%.3f", r.elapsedSeconds)) s",
+            "  elapsed            \(String(format: "%.3f", r.elapsedSeconds)) s" + cpu(r.cpuDuringMigration),
             "  switch-over        \(r.precopyPages) pages pre-copied, \(r.pagesProtectedAtSwitchover) protected, applied in \(String(format: "%.2f", r.switchoverApplyMillis)) ms; \(r.pagesMappedAfterSwitchover) mapped while the guest ran",
             "  digest match       \(r.digestMatch ? "yes" : "no")",
         ]
@@ -126,7 +132,7 @@ public enum ReportFormatting {
             "  background pages   \(r.backgroundPagesSent) (\(r.zeroPagesSent) of the streamed pages were all zero: sent without their bytes)",
             "  guest writes       \(r.guestPagesWritten) pages before switch-over",
             "  switch-over        \(r.staleAtSwitchover) stale pages, guest paused \(String(format: "%.2f", r.pauseToSwitchoverMillis)) ms until sent; \(r.unchangedAnswers) answered unchanged",
-            "  elapsed            \(String(format: "%.3f", r.elapsedSeconds)) s",
+            "  elapsed            \(String(format: "%.3f", r.elapsedSeconds)) s" + cpu(r.cpuDuringMigration),
         ]
         if let w = r.workingSet {
             var line = "  access tracking    \(w.method), \(String(format: "%.1f", w.seconds)) s in \(w.intervalMillis) ms intervals"

@@ -69,6 +69,9 @@ public struct DestinationReport: Codable, Sendable {
     /// microseconds, as QEMU's `postcopy-latency-dist`: entry i counts [2^i, 2^(i+1)) µs.
     public var demandLatencyLog2Micros: [UInt64]?
     public var elapsedSeconds = 0.0
+    /// This process's CPU (loop, installer, guest threads) over `elapsedSeconds`:
+    /// from connecting until every page was present.
+    public var cpuDuringMigration: ProcessCPU?
     public var digestMatch = false
     /// The source acknowledged the end of the migration (it may release the guest's memory).
     public var sourceConfirmed = false
@@ -161,6 +164,8 @@ public struct SourceReport: Codable, Sendable {
     public var zeroPagesSent = 0
     public var guestPagesWritten = 0
     public var elapsedSeconds = 0.0
+    /// This process's CPU over `elapsedSeconds` (from the destination's connection to the end).
+    public var cpuDuringMigration: ProcessCPU?
     public var digest: String?
     public var destinationDigestMatch = false
     /// How pages dirtied during pre-copy were found (nil without pre-copy).

@@ -79,6 +79,7 @@ public final class SourceAgent: @unchecked Sendable {
     /// Resumed bulk connections whose `have` frames have not all arrived.
     private var resumingBulk: TCPConnection?
     private var startNanos: UInt64 = 0
+    private var startCPU: ProcessCPU?
     /// Pages the background stream sends first (the warm-up's hot-first order), and the
     /// hot set announced to the destination.
     private var streamHead: [Int] = []
@@ -293,6 +294,7 @@ public final class SourceAgent: @unchecked Sendable {
 
     private func startSession(urgent connection: TCPConnection) {
         startNanos = EventLoop.nowNanos()
+        startCPU = ProcessCPU.current()
         sessionID = UInt128(UInt64.random(in: 1...UInt64.max)) << 64 | UInt128(UInt64.random(in: 0...UInt64.max))
         urgent = connection
         connection.configureForDemand()
@@ -609,6 +611,7 @@ public final class SourceAgent: @unchecked Sendable {
         guard phase != .finished else { return }
         phase = .finished
         report.elapsedSeconds = Double(EventLoop.nowNanos() - startNanos) / 1e9
+        report.cpuDuringMigration = startCPU.map { ProcessCPU.current().since($0) }
         tracker?.stop()
         guest.pause {}
         urgent?.closeWhenFlushed()  // the acknowledgement of `done` goes out first
