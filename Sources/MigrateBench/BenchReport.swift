@@ -100,6 +100,8 @@ public struct ScenarioRun: Codable, Sendable {
     public var destinationMemory: ProcessMemory? = nil
     /// CPU-seconds both agents used during the migration (the destination's guest threads included).
     public var agentCPUSeconds: Double? = nil
+    /// The part of it the destination's guest threads used.
+    public var guestCPUSeconds: Double? = nil
 }
 
 /// One agent scenario over all its repetitions.

@@ -365,7 +365,8 @@ extension ScenarioRun {
                   unchangedPages: d.unchangedPages, phases: d.phases, integrity: o.integrity, load: o.load,
                   downtimeMillis: o.source.precopyRounds.isEmpty ? nil
                       : (o.source.pauseToSwitchoverMillis + d.switchoverApplyMillis).rounded(toPlaces: 3),
-                  destinationMemory: d.memory, agentCPUSeconds: o.agentCPUSeconds)
+                  destinationMemory: d.memory, agentCPUSeconds: o.agentCPUSeconds,
+                  guestCPUSeconds: d.guestCPUSecondsDuringMigration.map { $0.rounded(toPlaces: 3) })
     }
 }
 

@@ -77,6 +77,8 @@ public final class DestinationGuest: DestinationWorkload, @unchecked Sendable {
 
     public func abort() { aborted.store(true, ordering: .relaxed) }
 
+    public func cpuSeconds() -> Double? { started ? threads.cpuSeconds() : nil }
+
     public var threadCount: Int { configuration.threads }
 
     public var description: String { "\(configuration.threads) guest threads (\(configuration.pattern.rawValue))" }

@@ -40,6 +40,9 @@ struct MigrationTests {
         #expect(cpu.totalSeconds > 0 && cpu.totalSeconds <= Double(ProcessInfo.processInfo.activeProcessorCount) * report.elapsedSeconds + 0.05,
                 "\(cpu) over \(report.elapsedSeconds) s")
         #expect((sourceReport.cpuDuringMigration?.totalSeconds ?? 0) > 0)
+        // The guest's threads are part of this process: some of its CPU, never more (two clocks: a little slack).
+        let guestCPU = try #require(report.guestCPUSecondsDuringMigration)
+        #expect(guestCPU > 0 && guestCPU <= cpu.totalSeconds + 0.02, "guest \(guestCPU) s of \(cpu)")
     }
 
     @Test("the agents' scheduling and memory options still migrate every byte", arguments: [

@@ -382,6 +382,7 @@ public final class DestinationAgent: @unchecked Sendable {
         report.destinationDigest = hex(digest)
         report.elapsedSeconds = Double(EventLoop.nowNanos() - startNanos) / 1e9
         report.cpuDuringMigration = ProcessCPU.current().since(startCPU)
+        report.guestCPUSecondsDuringMigration = guest?.cpuSeconds()
         if !report.digestMatch {
             report.error = "digest mismatch: source \(hex(sourceDigest)), destination \(hex(digest))"
         }

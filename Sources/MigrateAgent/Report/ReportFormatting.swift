@@ -89,7 +89,8 @@ public enum ReportFormatting {
             "  zero pages         \(r.zeroPagesReceived) arrived as all-zero runs (no bytes sent)",
             "  faults             \(r.missingFaults) missing, \(r.staleFaults) stale; \(r.unchangedPages) stale pages unchanged, \(r.refreshedPages) refreshed",
             "  fault latency      \(r.guest == nil && r.faultLatencyMicros == nil ? "measured by the guest; none ran here (loop-side below)" : micros(r.faultLatencyMicros))",
-            "  elapsed            \(String(format: "%.3f", r.elapsedSeconds)) s" + cpu(r.cpuDuringMigration),
+            "  elapsed            \(String(format: "%.3f", r.elapsedSeconds)) s" + cpu(r.cpuDuringMigration)
+                + (r.guestCPUSecondsDuringMigration.map { String(format: " (the guest's threads %.2f s of it)", $0) } ?? ""),
             "  switch-over        \(r.precopyPages) pages pre-copied, \(r.pagesProtectedAtSwitchover) protected, applied in \(String(format: "%.2f", r.switchoverApplyMillis)) ms; \(r.pagesMappedAfterSwitchover) mapped while the guest ran",
             "  digest match       \(r.digestMatch ? "yes" : "no")",
         ]

@@ -72,6 +72,8 @@ public struct DestinationReport: Codable, Sendable {
     /// This process's CPU (loop, installer, guest threads) over `elapsedSeconds`:
     /// from connecting until every page was present.
     public var cpuDuringMigration: ProcessCPU?
+    /// The part of it the guest's own threads used (a workload that reports it).
+    public var guestCPUSecondsDuringMigration: Double?
     public var digestMatch = false
     /// The source acknowledged the end of the migration (it may release the guest's memory).
     public var sourceConfirmed = false

@@ -46,4 +46,10 @@ public protocol DestinationWorkload: AnyObject, CustomStringConvertible {
     func abort()
     /// Waits for the guest, at most `seconds`, and reports what it did.
     func finish(within seconds: Double) -> DestinationGuestOutcome
+    /// CPU time the workload's threads have used since `start` (nil: not known). Any thread.
+    func cpuSeconds() -> Double?
+}
+
+extension DestinationWorkload {
+    public func cpuSeconds() -> Double? { nil }
 }
