@@ -119,11 +119,16 @@ public enum UnderLoadTargets {
     static func cpuUse(busy: some Sequence<(Double?, Double)>, idle: some Sequence<(Double, Double)>, cores: Int) -> String {
         let busy = busy.compactMap { cpu, seconds in cpu.map { ($0, seconds) } }
         let idle = Array(idle)
-        guard cores > 0, !busy.isEmpty, !idle.isEmpty else { return "" }
-        func share(_ runs: [(Double, Double)]) -> Double { median(runs.map { $0.1 > 0 ? $0.0 / (Double(cores) * $0.1) : 0 })! }
+        guard let busyShare = cpuShare(busy, cores: cores), let idleShare = cpuShare(idle, cores: cores) else { return "" }
         return "; both agents (guest threads included) used \(f(median(busy.map(\.0))!, 2)) CPU-s during the busy migration, "
-            + "\(f(share(busy) * 100, 0))% of the \(cores) cores over its time, against \(f(median(idle.map(\.0))!, 2)) CPU-s "
-            + "(\(f(share(idle) * 100, 0))%) idle (medians)"
+            + "\(f(busyShare * 100, 0))% of the \(cores) cores over its time, against \(f(median(idle.map(\.0))!, 2)) CPU-s "
+            + "(\(f(idleShare * 100, 0))%) idle (medians)"
+    }
+
+    /// The median share of `cores` that runs of (CPU-seconds, seconds) used; nil without runs.
+    static func cpuShare(_ runs: some Sequence<(Double, Double)>, cores: Int) -> Double? {
+        guard cores > 0 else { return nil }
+        return median(runs.map { $0.1 > 0 ? $0.0 / (Double(cores) * $0.1) : 0 })
     }
 
     /// The shortest the busy migration could be on this machine if the agents served the
@@ -250,6 +255,9 @@ public enum UnderLoadTargets {
                     + (link.migration.map { m in
                         "; an idle guest migrates at \(f(m.megabytesPerSecond, 0)) MB/s over it, "
                             + "\(f((link.migrationFractionOfLink ?? 0) * 100, 0))% of the link's \(f(link.rateBitsPerSecond / 8e6, 0)) MB/s"
+                            + (cpuShare(zip(m.agentCPUSeconds ?? [], m.runSeconds), cores: r.machine.cores).map {
+                                ", with both agents using \(f($0 * 100, 0))% of the \(r.machine.cores) cores (median; the veth's packet processing is charged to them)"
+                            } ?? "")
                       } ?? "")
             }
             return t

@@ -92,6 +92,8 @@ struct BenchTargetTests {
         var link = LinkResult(name: "1gbit", rateBitsPerSecond: 1e9, shaping: "tc ...")
         link.floor = FaultFloor(placement: .sameCPU, uffd: Self.summary(10, 20), rtt: Self.summary(30, 40))
         link.scenarios = [try Self.scenario("random-1t-bg", p50: 90, p99: 2000)]
+        link.migration = Self.migration(size: 512 * mib, seconds: 4.5, ofLocalInstall: 0.1, cpu: 3.6)
+        link.migrationFractionOfLink = 0.95
         r.links = [link, LinkResult(name: "10gbit", rateBitsPerSecond: 1e10, shaping: "tc ...", skipped: "not root")]
         r.handlerMode = Self.handlerMode(p50s: [.oneThreadNoBackground: 60, .oneThreadBackground: 33])
         let targets = BenchTargets.judge(r)
@@ -121,6 +123,7 @@ struct BenchTargetTests {
         let handler = try target("handler-mode-background-p50")
         #expect(handler.value == 0.55 && handler.figure == true && handler.met == nil && handler.group == UnderLoadTargets.group)
         #expect(handler.context?.contains("33.0 µs with the stream") == true, "\(handler.context ?? "")")
+        #expect(try target("link-1gbit-p50-vs-floor").context?.contains("with both agents using 40% of the 2 cores") == true)
         let skipped = try target("link-10gbit-p50-vs-floor")
         #expect(skipped.met == nil && skipped.basis.contains("not root"))
         #expect(try target("p50-vs-floor").group == "issue 4")
