@@ -106,7 +106,7 @@ public enum UnderLoadTargets {
             + "; median \(demand) of \(size / Arena.systemPageSize) pages on demand) against \(f(idle.seconds, 3)) s idle"
             + cpuUse(busy: zip(busy.runs.map(\.agentCPUSeconds), busy.runs.map(\.elapsedSeconds)),
                      idle: zip(idle.agentCPUSeconds ?? [], idle.runSeconds), cores: r.machine.cores)
-            + guestFloor(guestCPU: busy.runs.compactMap(\.guestCPUSeconds), idleCPU: idle.agentCPUSeconds ?? [],
+            + guestFloor(guestCPU: busy.runs.compactMap(\.guestCPUSeconds), runs: busy.runs.count, idleCPU: idle.agentCPUSeconds ?? [],
                          idleSeconds: idle.seconds, cores: r.machine.cores)
         return t
     }
@@ -117,30 +117,33 @@ public enum UnderLoadTargets {
     /// the 2 cores over its time, against 0.30 CPU-s (92%) idle (medians)", or "" where a run lacks it.
     /// Near 100% the migration waits for CPU: more of it, not less work per page, is what would shorten it.
     static func cpuUse(busy: some Sequence<(Double?, Double)>, idle: some Sequence<(Double, Double)>, cores: Int) -> String {
-        let busy = busy.compactMap { cpu, seconds in cpu.map { ($0, seconds) } }
+        let all = Array(busy)
+        let busy = all.compactMap { cpu, seconds in cpu.map { ($0, seconds) } }
         let idle = Array(idle)
-        guard let busyShare = cpuShare(busy, cores: cores), let idleShare = cpuShare(idle, cores: cores) else { return "" }
+        guard busy.count == all.count, let busyShare = cpuShare(busy, cores: cores), let idleShare = cpuShare(idle, cores: cores) else { return "" }
         return "; both agents (guest threads included) used \(f(median(busy.map(\.0))!, 2)) CPU-s during the busy migration, "
             + "\(f(busyShare * 100, 0))% of the \(cores) cores over its time, against \(f(median(idle.map(\.0))!, 2)) CPU-s "
             + "(\(f(idleShare * 100, 0))%) idle (medians)"
     }
 
-    /// The median share of `cores` that runs of (CPU-seconds, seconds) used; nil without runs.
+    /// The median share of `cores` that runs of (CPU-seconds, seconds) used; nil without timed runs.
     static func cpuShare(_ runs: some Sequence<(Double, Double)>, cores: Int) -> Double? {
         guard cores > 0 else { return nil }
-        return median(runs.map { $0.1 > 0 ? $0.0 / (Double(cores) * $0.1) : 0 })
+        return median(runs.filter { $0.1 > 0 }.map { $0.0 / (Double(cores) * $0.1) })
     }
 
-    /// The shortest the busy migration could be on this machine if the agents served the
-    /// guest's faults at no cost: the idle migration's CPU plus what the guest's own threads
-    /// used during the busy one, spread over every core. Above the target's limit, the target
-    /// cannot be met on this machine by the agents. "" where a run lacks the figures.
-    static func guestFloor(guestCPU: [Double], idleCPU: [Double], idleSeconds: Double, cores: Int) -> String {
-        guard cores > 0, idleSeconds > 0, let guest = median(guestCPU), let idle = median(idleCPU) else { return "" }
+    /// A floor for the busy migration on this machine: the CPU the guest's own threads used
+    /// during it, plus the idle migration's, spread over every core. It holds for a guest that
+    /// does the same work while it migrates, served by agents that spend no more than they do
+    /// to stream an idle guest; above the target's limit, agents alone cannot meet the target
+    /// here. "" where a run lacks the figures.
+    static func guestFloor(guestCPU: [Double], runs: Int, idleCPU: [Double], idleSeconds: Double, cores: Int) -> String {
+        guard cores > 0, idleSeconds > 0, guestCPU.count == runs, let guest = median(guestCPU), let idle = median(idleCPU) else { return "" }
         let floor = (guest + idle) / Double(cores)
         return "; the guest's own threads used \(f(guest, 2)) CPU-s of it (checking its pages, and its side of its faults): "
-            + "with the idle migration's \(f(idle, 2)) CPU-s, \(cores) cores could not finish in under \(f(floor, 3)) s, "
-            + "\(f(floor / idleSeconds, 2))× the idle migration, even if the agents served its faults at no cost"
+            + "that and the idle migration's \(f(idle, 2)) CPU-s take \(cores) cores at least \(f(floor, 3)) s, "
+            + "\(f(floor / idleSeconds, 2))× the idle migration, for a guest doing the same work and agents spending "
+            + "no more than on an idle guest"
     }
 
     // MARK: 3. Idle migration against the local install rate

@@ -40,9 +40,10 @@ struct MigrationTests {
         #expect(cpu.totalSeconds > 0 && cpu.totalSeconds <= Double(ProcessInfo.processInfo.activeProcessorCount) * report.elapsedSeconds + 0.05,
                 "\(cpu) over \(report.elapsedSeconds) s")
         #expect((sourceReport.cpuDuringMigration?.totalSeconds ?? 0) > 0)
-        // The guest's threads are part of this process: some of its CPU, never more (two clocks: a little slack).
+        // The guest's threads are part of this process: some of its CPU, not more. Two clocks: getrusage
+        // counts other running threads only up to their last tick (up to 40 ms each at HZ=100).
         let guestCPU = try #require(report.guestCPUSecondsDuringMigration)
-        #expect(guestCPU > 0 && guestCPU <= cpu.totalSeconds + 0.02, "guest \(guestCPU) s of \(cpu)")
+        #expect(guestCPU > 0 && guestCPU <= cpu.totalSeconds + 0.04 * 4, "guest \(guestCPU) s of \(cpu)")
     }
 
     @Test("the agents' scheduling and memory options still migrate every byte", arguments: [

@@ -64,6 +64,11 @@ public final class EventLoop: @unchecked Sendable {
     public func run() {
         loopThread = pthread_self()
         uv_run(raw, UV_RUN_DEFAULT)
+        // The turn counter lives until the end: a read budget spent after `shutdown`
+        // must still start again each turn (else a readable socket spins the loop).
+        // Unreferenced, it did not keep `uv_run` going; one more pass runs its close.
+        closeHandle(turns, nil)
+        uv_run(raw, UV_RUN_NOWAIT)
         // Drain what was queued while closing, then close the wake-up handle last.
         drainInbox()
     }
@@ -100,7 +105,6 @@ public final class EventLoop: @unchecked Sendable {
         inbox.withLock { inbox in
             guard inbox.accepting else { return }
             inbox.accepting = false
-            closeHandle(turns, nil)
             closeHandle(wakeup, nil)
         }
     }
