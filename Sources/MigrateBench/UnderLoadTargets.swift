@@ -111,8 +111,6 @@ public enum UnderLoadTargets {
         return t
     }
 
-    static func median(_ values: [Double]) -> Double? { values.isEmpty ? nil : values.sorted()[values.count / 2] }
-
     /// "; both agents (guest threads included) used 1.52 CPU-s during the busy migration, 86% of
     /// the 2 cores over its time, against 0.30 CPU-s (92%) idle (medians)", or "" where a run lacks it.
     /// Near 100% the migration waits for CPU: more of it, not less work per page, is what would shorten it.
@@ -121,15 +119,15 @@ public enum UnderLoadTargets {
         let busy = all.compactMap { cpu, seconds in cpu.map { ($0, seconds) } }
         let idle = Array(idle)
         guard busy.count == all.count, let busyShare = cpuShare(busy, cores: cores), let idleShare = cpuShare(idle, cores: cores) else { return "" }
-        return "; both agents (guest threads included) used \(f(median(busy.map(\.0))!, 2)) CPU-s during the busy migration, "
-            + "\(f(busyShare * 100, 0))% of the \(cores) cores over its time, against \(f(median(idle.map(\.0))!, 2)) CPU-s "
+        return "; both agents (guest threads included) used \(f(WorkingSetTargets.median(busy.map(\.0))!, 2)) CPU-s during the busy migration, "
+            + "\(f(busyShare * 100, 0))% of the \(cores) cores over its time, against \(f(WorkingSetTargets.median(idle.map(\.0))!, 2)) CPU-s "
             + "(\(f(idleShare * 100, 0))%) idle (medians)"
     }
 
     /// The median share of `cores` that runs of (CPU-seconds, seconds) used; nil without timed runs.
     static func cpuShare(_ runs: some Sequence<(Double, Double)>, cores: Int) -> Double? {
         guard cores > 0 else { return nil }
-        return median(runs.filter { $0.1 > 0 }.map { $0.0 / (Double(cores) * $0.1) })
+        return WorkingSetTargets.median(runs.filter { $0.1 > 0 }.map { $0.0 / (Double(cores) * $0.1) })
     }
 
     /// A floor for the busy migration on this machine: the CPU the guest's own threads used
@@ -138,7 +136,8 @@ public enum UnderLoadTargets {
     /// to stream an idle guest; above the target's limit, agents alone cannot meet the target
     /// here. "" where a run lacks the figures.
     static func guestFloor(guestCPU: [Double], runs: Int, idleCPU: [Double], idleSeconds: Double, cores: Int) -> String {
-        guard cores > 0, idleSeconds > 0, guestCPU.count == runs, let guest = median(guestCPU), let idle = median(idleCPU) else { return "" }
+        guard cores > 0, idleSeconds > 0, guestCPU.count == runs,
+              let guest = WorkingSetTargets.median(guestCPU), let idle = WorkingSetTargets.median(idleCPU) else { return "" }
         let floor = (guest + idle) / Double(cores)
         return "; the guest's own threads used \(f(guest, 2)) CPU-s of it (checking its pages, and its side of its faults): "
             + "that and the idle migration's \(f(idle, 2)) CPU-s take \(cores) cores at least \(f(floor, 3)) s, "
